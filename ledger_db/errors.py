@@ -14,6 +14,7 @@ Every error a caller can cause is a :class:`LedgerError` with a ``code`` that ne
     ├── HoldExpired                hold_expired
     ├── HoldNotExpired             hold_not_expired
     ├── HoldAlreadyCaptured        hold_already_captured
+    ├── HoldAlreadyFinalized       hold_already_finalized
     ├── HoldAlreadyReleased        hold_already_released
     ├── HoldNotCaptured            hold_not_captured
     ├── CaptureExceedsHold         capture_exceeds_hold
@@ -43,6 +44,7 @@ __all__ = [
     "CaptureExceedsHold",
     "CurrencyMismatch",
     "HoldAlreadyCaptured",
+    "HoldAlreadyFinalized",
     "HoldAlreadyReleased",
     "HoldExpired",
     "HoldNotCaptured",
@@ -152,6 +154,12 @@ class HoldAlreadyCaptured(LedgerError):
     code = "hold_already_captured"
 
 
+class HoldAlreadyFinalized(LedgerError):
+    """The captured hold was paid out already."""
+
+    code = "hold_already_finalized"
+
+
 class HoldAlreadyReleased(LedgerError):
     """The hold was released already; it resolves once."""
 
@@ -238,6 +246,7 @@ _BY_CODE: dict[str, type[LedgerError]] = {
         HoldExpired,
         HoldNotExpired,
         HoldAlreadyCaptured,
+        HoldAlreadyFinalized,
         HoldAlreadyReleased,
         HoldNotCaptured,
         CaptureExceedsHold,

@@ -1,0 +1,1672 @@
+"""The ledger's operations: each one database transaction, idempotent, deciding before doing.
+
+Every mutating operation follows the same path (``Ledger._write``):
+
+1. validate the request (typed errors, nothing read or written yet) and hash its canonical form;
+2. open one write transaction; look up the tenant's idempotency key: a stored result with the
+   same request hash is returned as a replay, a different hash is ``idempotency_key_reused``;
+3. claim the key, load and lock every row the operation touches in a fixed order (hold, then
+   accounts sorted by ID, then the journal head last), decide, write, store the result.
+
+Lock order is what keeps PostgreSQL free of deadlocks under many writers; serialization and
+lock conflicts are retried, never reported as insufficient funds. SQLite has one writer at a
+time (``BEGIN IMMEDIATE``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from ledger_db import journal, limits
+from ledger_db.database import create_engine, database_url_from_env, migrate
+from ledger_db.errors import (
+    AccountAlreadyExists,
+    AccountClosed,
+    AccountNotFound,
+    CaptureExceedsHold,
+    CurrencyMismatch,
+    HoldAlreadyCaptured,
+    HoldAlreadyFinalized,
+    HoldAlreadyReleased,
+    HoldExpired,
+    HoldNotCaptured,
+    HoldNotExpired,
+    HoldNotFound,
+    IdempotencyKeyReused,
+    InsufficientFunds,
+    InvalidEntry,
+    LedgerError,
+    PayeeRequired,
+    TransactionAlreadyReversed,
+    TransactionNotFound,
+)
+from ledger_db.ids import derive_event_id, derive_hold_id, derive_transaction_id
+from ledger_db.journal import EntryDraft, TransactionDraft, entry_from_row, iso
+from ledger_db.models import (
+    Account,
+    AccountKind,
+    Balance,
+    Direction,
+    EntriesPage,
+    Event,
+    Hold,
+    HoldState,
+    JournalEntry,
+    LedgerEntryInput,
+    Problem,
+    TransactionKind,
+    TransactionResult,
+)
+from ledger_db.money import CurrencyRegistry, default_registry, parse_amount
+from ledger_db.schema import (
+    accounts,
+    holds,
+    idempotency_keys,
+    journal_entries,
+    journal_transactions,
+    outbox_events,
+)
+from ledger_db.validation import (
+    check_account_id,
+    check_aware,
+    check_idempotency_key,
+    check_meta,
+    check_optional_text,
+    check_tags,
+    check_tenant_id,
+    check_text,
+    check_ttl_seconds,
+)
+
+__all__ = ["Ledger", "LedgerConfig"]
+
+log = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+# Reasons and categories of the ledger's own movements. FinOps reports leave out the HOLD
+# category by default: freezing and releasing moves no money out of the tenant.
+CATEGORY_HOLD = "HOLD"
+EVENT_VERSION = "1.0"
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    """Settings that change what the ledger decides, read once."""
+
+    platform_fee_bps: int = 100
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LedgerConfig:
+        environ = os.environ if environ is None else environ
+        fee = int(environ.get("LEDGER_PLATFORM_FEE_BPS", "100"))
+        if not 0 <= fee <= limits.fee_basis_points_max:
+            raise ValueError("LEDGER_PLATFORM_FEE_BPS must be between 0 and 10000")
+        return cls(platform_fee_bps=fee)
+
+
+def _system_account_id(kind: AccountKind, currency: str) -> str:
+    return f"@{kind.value}:{currency}"
+
+
+def _bucket_id(account_id: str) -> str:
+    return f"@hold:{account_id}"
+
+
+def _request_hash(operation: str, request: Mapping[str, Any]) -> str:
+    encoded = json.dumps(
+        {"operation": operation, "request": request},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def _is_retryable(error: sa.exc.DBAPIError) -> bool:
+    original = error.orig
+    sqlstate = getattr(original, "sqlstate", None)
+    # 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
+    # 23505 unique_violation (a concurrent writer claimed the same key or row first: the retry
+    # sees it committed and answers from it).
+    if sqlstate in {"40001", "40P01", "55P03", "23505"}:
+        return True
+    text = str(original).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+class Ledger:
+    """The compute ledger over one database (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        registry: CurrencyRegistry | None = None,
+        clock: Callable[[], datetime] | None = None,
+        config: LedgerConfig | None = None,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry or default_registry()
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.config = config or LedgerConfig.from_env()
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str | None = None, *, migrate: bool = True, **options: Any) -> Ledger:
+        """A ledger on ``url`` (default: ``LEDGER_DATABASE_URL`` or the embedded SQLite file)."""
+        ledger = cls(create_engine(url or database_url_from_env()), **options)
+        if migrate:
+            ledger.migrate()
+        return ledger
+
+    def migrate(self) -> None:
+        """Brings the schema up to date (idempotent)."""
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ the write path
+
+    def _write(
+        self,
+        operation: str,
+        tenant_id: str,
+        idempotency_key: str,
+        request: Mapping[str, Any],
+        result_type: type[ResultT],
+        decide_and_write: Callable[[sa.Connection, datetime], ResultT],
+    ) -> ResultT:
+        request_hash = _request_hash(operation, request)
+        for attempt in range(limits.retry_attempts_max):
+            try:
+                with (
+                    self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
+                    conn.begin(),
+                ):
+                    stored = conn.execute(
+                        sa.select(
+                            idempotency_keys.c.operation,
+                            idempotency_keys.c.request_hash,
+                            idempotency_keys.c.result,
+                        ).where(
+                            idempotency_keys.c.tenant_id == tenant_id,
+                            idempotency_keys.c.idempotency_key == idempotency_key,
+                        )
+                    ).first()
+                    if stored is not None:
+                        if stored.request_hash != request_hash or stored.operation != operation:
+                            raise IdempotencyKeyReused(
+                                f"idempotency key {idempotency_key!r} was used for a different "
+                                f"request ({stored.operation})",
+                                idempotency_key=idempotency_key,
+                            )
+                        replay = result_type.model_validate(stored.result)
+                        return replay.model_copy(update={"replayed": True})
+                    recorded_at = self.clock()
+                    # Claiming the key first makes a concurrent duplicate wait on it, then
+                    # fail with a unique violation, retry, and answer as a replay.
+                    conn.execute(
+                        idempotency_keys.insert().values(
+                            tenant_id=tenant_id,
+                            idempotency_key=idempotency_key,
+                            operation=operation,
+                            request_hash=request_hash,
+                            result=None,
+                            created_at=recorded_at,
+                        )
+                    )
+                    result = decide_and_write(conn, recorded_at)
+                    conn.execute(
+                        idempotency_keys.update()
+                        .where(
+                            idempotency_keys.c.tenant_id == tenant_id,
+                            idempotency_keys.c.idempotency_key == idempotency_key,
+                        )
+                        .values(result=result.model_dump(mode="json"))
+                    )
+                    return result
+            except sa.exc.DBAPIError as error:
+                if not _is_retryable(error) or attempt == limits.retry_attempts_max - 1:
+                    raise
+                delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
+                log.debug("retrying %s after %s (attempt %d)", operation, error.orig, attempt)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ensure_accounts(
+        self, conn: sa.Connection, tenant_id: str, specs: Sequence[tuple[str, AccountKind, str]]
+    ) -> None:
+        """Opens the ledger's own accounts if missing, in ID order (part of the lock order)."""
+        insert = pg_dialect.insert if self._dialect == "postgresql" else sqlite_dialect.insert
+        for account_id, kind, currency in sorted(specs):
+            conn.execute(
+                insert(accounts)
+                .values(
+                    tenant_id=tenant_id,
+                    account_id=account_id,
+                    kind=kind.value,
+                    currency=currency,
+                    name=None,
+                    parent_account_id=None,
+                    overdraft_limit_minor=0,
+                    status="open",
+                    balance_minor=0,
+                    last_sequence=0,
+                    created_at=self.clock(),
+                )
+                .on_conflict_do_nothing(index_elements=["tenant_id", "account_id"])
+            )
+
+    def _lock_accounts(
+        self, conn: sa.Connection, tenant_id: str, account_ids: Sequence[str]
+    ) -> dict[str, Any]:
+        """Locks the rows in ID order; a missing one is ``account_not_found``."""
+        wanted = sorted(set(account_ids))
+        rows = conn.execute(
+            sa.select(accounts)
+            .where(accounts.c.tenant_id == tenant_id, accounts.c.account_id.in_(wanted))
+            .order_by(accounts.c.account_id)
+            .with_for_update()
+        ).all()
+        found = {row.account_id: row for row in rows}
+        for account_id in wanted:
+            if account_id not in found:
+                raise AccountNotFound(
+                    f"account {account_id!r} not found", account_id=account_id
+                )
+        return found
+
+    def _lock_hold(self, conn: sa.Connection, tenant_id: str, hold_id: str) -> Any:
+        row = conn.execute(
+            sa.select(holds)
+            .where(holds.c.tenant_id == tenant_id, holds.c.hold_id == hold_id)
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise HoldNotFound(f"hold {hold_id!r} not found", hold_id=hold_id)
+        return row
+
+    def _emit(
+        self,
+        conn: sa.Connection,
+        *,
+        event_type: str,
+        tenant_id: str,
+        transaction_id: str,
+        occurred_at: datetime,
+        payload: dict[str, Any],
+        hold_id: str | None = None,
+        order_id: str | None = None,
+        account_id: str | None = None,
+    ) -> None:
+        conn.execute(
+            outbox_events.insert().values(
+                event_id=derive_event_id(transaction_id, event_type),
+                type=event_type,
+                version=EVENT_VERSION,
+                tenant_id=tenant_id,
+                occurred_at=occurred_at,
+                hold_id=hold_id,
+                order_id=order_id,
+                account_id=account_id,
+                transaction_id=transaction_id,
+                payload=payload,
+                sent_at=None,
+            )
+        )
+
+    def _money(self, amount_minor: int, currency: str) -> dict[str, Any]:
+        return {
+            "amount": self.registry.to_text(amount_minor, currency),
+            "amount_minor": amount_minor,
+            "currency": currency,
+        }
+
+    def _check_currency(self, given: str | None, expected: str) -> None:
+        if given is None:
+            return
+        self.registry.exponent(given)
+        if given != expected:
+            raise CurrencyMismatch(
+                f"currency {given} does not match the account's {expected}",
+                given=given,
+                expected=expected,
+            )
+
+    @staticmethod
+    def _check_agent(row: Any, field: str = "account_id") -> None:
+        if row.status != "open":
+            raise AccountClosed(f"account {row.account_id!r} is closed")
+        if row.kind != AccountKind.AGENT.value:
+            raise InvalidEntry(
+                f"account {row.account_id!r} is a {row.kind} account, not an agent account",
+                field=field,
+            )
+
+    def _check_available(self, row: Any, debit_minor: int) -> None:
+        """An agent's available balance may not go below minus its overdraft limit."""
+        if row.kind in (AccountKind.EXTERNAL.value, AccountKind.OPERATING.value):
+            return
+        limit = int(row.overdraft_limit_minor) if row.kind == AccountKind.AGENT.value else 0
+        if int(row.balance_minor) - debit_minor < -limit:
+            raise InsufficientFunds(
+                f"account {row.account_id!r} has {self.registry.to_text(int(row.balance_minor), row.currency)} "
+                f"{row.currency} available (overdraft {self.registry.to_text(limit, row.currency)}), "
+                f"needs {self.registry.to_text(debit_minor, row.currency)}",
+                account_id=row.account_id,
+            )
+
+    # ------------------------------------------------------------------ accounts
+
+    def open_account(
+        self,
+        *,
+        tenant_id: str,
+        currency: str,
+        idempotency_key: str,
+        account_id: str | None = None,
+        kind: str = "agent",
+        name: str | None = None,
+        overdraft_limit: object = "0",
+    ) -> Account:
+        """Opens an agent account (with its hold bucket and the tenant's platform accounts).
+
+        ``kind`` escrow, revenue or external returns the tenant's singleton of that kind for
+        the currency, opening it if needed.
+        """
+        check_tenant_id(tenant_id)
+        check_idempotency_key(idempotency_key)
+        exponent = self.registry.exponent(currency)
+        try:
+            account_kind = AccountKind(kind)
+        except ValueError as error:
+            raise InvalidEntry(f"unknown account kind {kind!r}", field="kind") from error
+        if account_kind in (AccountKind.HOLD, AccountKind.OPERATING):
+            raise InvalidEntry(f"{kind} accounts are opened by the ledger itself", field="kind")
+        name = check_optional_text(name, "name")
+        overdraft_minor = parse_amount(overdraft_limit, exponent, allow_zero=True)
+        if account_kind is AccountKind.AGENT:
+            if account_id is None:
+                account_id = "acct_" + uuid.uuid5(
+                    uuid.NAMESPACE_URL, f"{tenant_id}\x1f{idempotency_key}"
+                ).hex
+            if account_id.startswith("@"):
+                raise InvalidEntry("account IDs starting with '@' are reserved", field="account_id")
+            check_account_id(account_id)
+        else:
+            if account_id is not None:
+                raise InvalidEntry(
+                    "platform accounts have fixed IDs; leave account_id out", field="account_id"
+                )
+            if overdraft_minor:
+                raise InvalidEntry("only agent accounts have an overdraft", field="overdraft_limit")
+            account_id = _system_account_id(account_kind, currency)
+        request = {
+            "currency": currency,
+            "account_id": account_id,
+            "kind": account_kind.value,
+            "name": name,
+            "overdraft_limit_minor": overdraft_minor,
+        }
+        platform = [
+            (_system_account_id(k, currency), k, currency)
+            for k in (AccountKind.ESCROW, AccountKind.REVENUE, AccountKind.EXTERNAL)
+        ]
+        final_account_id = account_id
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Account:
+            if account_kind is not AccountKind.AGENT:
+                self._ensure_accounts(conn, tenant_id, platform)
+                return self._account_from_row(self._get_account_row(conn, tenant_id, final_account_id))
+            exists = conn.execute(
+                sa.select(accounts.c.account_id).where(
+                    accounts.c.tenant_id == tenant_id, accounts.c.account_id == final_account_id
+                )
+            ).first()
+            if exists is not None:
+                raise AccountAlreadyExists(
+                    f"account {final_account_id!r} already exists", account_id=final_account_id
+                )
+            self._ensure_accounts(conn, tenant_id, platform)
+            base = {
+                "tenant_id": tenant_id,
+                "currency": currency,
+                "status": "open",
+                "balance_minor": 0,
+                "last_sequence": 0,
+                "created_at": recorded_at,
+            }
+            conn.execute(
+                accounts.insert(),
+                [
+                    {
+                        **base,
+                        "account_id": final_account_id,
+                        "kind": AccountKind.AGENT.value,
+                        "name": name,
+                        "parent_account_id": None,
+                        "overdraft_limit_minor": overdraft_minor,
+                    },
+                    {
+                        **base,
+                        "account_id": _bucket_id(final_account_id),
+                        "kind": AccountKind.HOLD.value,
+                        "name": None,
+                        "parent_account_id": final_account_id,
+                        "overdraft_limit_minor": 0,
+                    },
+                ],
+            )
+            return self._account_from_row(self._get_account_row(conn, tenant_id, final_account_id))
+
+        return self._write("open_account", tenant_id, idempotency_key, request, Account, write)
+
+    def ensure_platform_accounts(self, *, tenant_id: str, currency: str) -> list[Account]:
+        """The tenant's escrow, revenue and external accounts for ``currency`` (opened if missing)."""
+        check_tenant_id(tenant_id)
+        self.registry.exponent(currency)
+        kinds = (AccountKind.ESCROW, AccountKind.REVENUE, AccountKind.EXTERNAL)
+        specs = [(_system_account_id(k, currency), k, currency) for k in kinds]
+        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
+            with conn.begin():
+                self._ensure_accounts(conn, tenant_id, specs)
+            return [
+                self._account_from_row(self._get_account_row(conn, tenant_id, spec[0]))
+                for spec in specs
+            ]
+
+    def _get_account_row(self, conn: sa.Connection, tenant_id: str, account_id: str) -> Any:
+        row = conn.execute(
+            sa.select(accounts).where(
+                accounts.c.tenant_id == tenant_id, accounts.c.account_id == account_id
+            )
+        ).first()
+        if row is None:
+            raise AccountNotFound(f"account {account_id!r} not found", account_id=account_id)
+        return row
+
+    @staticmethod
+    def _account_from_row(row: Any) -> Account:
+        return Account(
+            tenant_id=row.tenant_id,
+            account_id=row.account_id,
+            kind=AccountKind(row.kind),
+            currency=row.currency,
+            name=row.name,
+            overdraft_limit_minor=int(row.overdraft_limit_minor),
+            status=row.status,
+            created_at=row.created_at,
+        )
+
+    def get_account(self, *, tenant_id: str, account_id: str) -> Account:
+        check_tenant_id(tenant_id)
+        check_account_id(account_id)
+        with self.engine.connect() as conn:
+            return self._account_from_row(self._get_account_row(conn, tenant_id, account_id))
+
+    def list_accounts(self, *, tenant_id: str, include_internal: bool = False) -> list[Account]:
+        check_tenant_id(tenant_id)
+        query = sa.select(accounts).where(accounts.c.tenant_id == tenant_id)
+        if not include_internal:
+            query = query.where(accounts.c.kind != AccountKind.HOLD.value)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(accounts.c.account_id)).all()
+        return [self._account_from_row(row) for row in rows]
+
+    def get_balance(
+        self, account_id: str, *, tenant_id: str, as_of: datetime | None = None
+    ) -> Balance:
+        """The account's balance snapshot, or replayed from the journal up to ``as_of``.
+
+        For an agent account, posted counts its hold bucket too: frozen money is still the
+        agent's; held is what the bucket carries; available is what may be spent.
+        """
+        check_tenant_id(tenant_id)
+        check_account_id(account_id)
+        if as_of is not None:
+            check_aware(as_of, "as_of")
+        with self.engine.connect() as conn:
+            row = self._get_account_row(conn, tenant_id, account_id)
+            ids = [account_id]
+            if row.kind == AccountKind.AGENT.value:
+                ids.append(_bucket_id(account_id))
+            if as_of is None:
+                rows = {
+                    r.account_id: r
+                    for r in conn.execute(
+                        sa.select(accounts).where(
+                            accounts.c.tenant_id == tenant_id, accounts.c.account_id.in_(ids)
+                        )
+                    )
+                }
+                own = int(rows[account_id].balance_minor)
+                bucket_row = rows.get(_bucket_id(account_id))
+                held = int(bucket_row.balance_minor) if bucket_row is not None else 0
+                sequence = max(int(r.last_sequence) for r in rows.values())
+            else:
+                signed = sa.case(
+                    (journal_entries.c.direction == "IN", journal_entries.c.amount_minor),
+                    else_=-journal_entries.c.amount_minor,
+                )
+                sums = {
+                    r.account_id: (int(r.total or 0), int(r.last or 0))
+                    for r in conn.execute(
+                        sa.select(
+                            journal_entries.c.account_id,
+                            sa.func.sum(signed).label("total"),
+                            sa.func.max(journal_entries.c.journal_sequence).label("last"),
+                        )
+                        .where(
+                            journal_entries.c.tenant_id == tenant_id,
+                            journal_entries.c.account_id.in_(ids),
+                            journal_entries.c.recorded_at <= as_of,
+                        )
+                        .group_by(journal_entries.c.account_id)
+                    )
+                }
+                own = sums.get(account_id, (0, 0))[0]
+                held = sums.get(_bucket_id(account_id), (0, 0))[0]
+                sequence = max([s[1] for s in sums.values()], default=0)
+        return Balance(
+            tenant_id=tenant_id,
+            account_id=account_id,
+            currency=row.currency,
+            posted_minor=own + held,
+            held_minor=held,
+            available_minor=own,
+            overdraft_limit_minor=int(row.overdraft_limit_minor),
+            journal_sequence=sequence,
+            as_of=as_of,
+        )
+
+    # ------------------------------------------------------------------ deposits
+
+    def deposit(
+        self,
+        account_id: str,
+        amount: object,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        currency: str | None = None,
+        external_ref: str | None = None,
+        reason: str = "TOP_UP",
+        category: str = "FUNDING",
+        meta: Mapping[str, Any] | None = None,
+        occurred_at: datetime | None = None,
+        project_id: str | None = None,
+        env: str = "prod",
+    ) -> TransactionResult:
+        """Tops up an agent account from the tenant's external account."""
+        check_tenant_id(tenant_id)
+        check_account_id(account_id)
+        check_idempotency_key(idempotency_key)
+        if currency is not None:
+            self.registry.exponent(currency)
+        external_ref = check_optional_text(external_ref, "external_ref")
+        check_text(reason, "reason")
+        check_text(category, "category")
+        check_text(env, "env")
+        project_id = check_optional_text(project_id, "project_id")
+        meta_clean = check_meta(meta)
+        if occurred_at is not None:
+            check_aware(occurred_at, "occurred_at")
+        if isinstance(amount, bool | float):
+            parse_amount(amount, 0)
+        # The exponent depends on the account, so the amount is parsed once it is known; the
+        # request hash uses the amount's exact decimal value.
+        request = {
+            "account_id": account_id,
+            "amount": str(amount),
+            "currency": currency,
+            "external_ref": external_ref,
+            "reason": reason,
+            "category": category,
+            "meta": meta_clean,
+            "occurred_at": iso(occurred_at),
+            "project_id": project_id,
+            "env": env,
+        }
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "deposit")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
+            row = self._get_account_row(conn, tenant_id, account_id)
+            self._check_agent(row)
+            self._check_currency(currency, row.currency)
+            amount_minor = self.registry.to_minor(amount, row.currency)
+            external_id = _system_account_id(AccountKind.EXTERNAL, row.currency)
+            self._lock_accounts(conn, tenant_id, [account_id, external_id])
+            common = {
+                "amount_minor": amount_minor,
+                "currency": row.currency,
+                "reason": reason,
+                "category": category,
+                "env": env,
+                "project_id": project_id,
+                "external_ref": external_ref,
+                "meta": meta_clean,
+            }
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                kind=TransactionKind.DEPOSIT.value,
+                idempotency_key=idempotency_key,
+                occurred_at=occurred_at or recorded_at,
+                recorded_at=recorded_at,
+                entries=[
+                    EntryDraft(account_id=external_id, direction=Direction.OUT, counterpart=True, **common),
+                    EntryDraft(account_id=account_id, direction=Direction.IN, **common),
+                ],
+            )
+            return self._transaction_result(conn, draft)
+
+        return self._write("deposit", tenant_id, idempotency_key, request, TransactionResult, write)
+
+    def _transaction_result(
+        self, conn: sa.Connection, draft: TransactionDraft, hold: Hold | None = None
+    ) -> TransactionResult:
+        sequence, entries = journal.append(conn, draft)
+        return TransactionResult(
+            tenant_id=draft.tenant_id,
+            transaction_id=draft.transaction_id,
+            kind=TransactionKind(draft.kind),
+            journal_sequence=sequence,
+            entries=entries,
+            hold=hold,
+            reverses_transaction_id=draft.reverses_transaction_id,
+        )
+
+    # ------------------------------------------------------------------ holds
+
+    def freeze(
+        self,
+        account_id: str,
+        amount: object,
+        reason: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        ttl_seconds: int,
+        currency: str | None = None,
+        payee_account_id: str | None = None,
+        hold_id: str | None = None,
+        now: datetime | None = None,
+        meta: Mapping[str, Any] | None = None,
+        project_id: str | None = None,
+        env: str = "prod",
+        task_id: str | None = None,
+    ) -> Hold:
+        """Freezes ``amount`` on an agent account; returns the hold (its ID and expiry)."""
+        check_tenant_id(tenant_id)
+        check_account_id(account_id)
+        check_idempotency_key(idempotency_key)
+        check_text(reason, "reason")
+        check_ttl_seconds(ttl_seconds)
+        if currency is not None:
+            self.registry.exponent(currency)
+        if payee_account_id is not None:
+            check_account_id(payee_account_id, field="payee_account_id")
+            if payee_account_id == account_id:
+                raise InvalidEntry("the payee cannot be the paying account", field="payee_account_id")
+        hold_id = hold_id or derive_hold_id(tenant_id, idempotency_key)
+        check_text(hold_id, "hold_id", length_max=64)
+        meta_clean = check_meta(meta)
+        project_id = check_optional_text(project_id, "project_id")
+        task_id = check_optional_text(task_id, "task_id")
+        check_text(env, "env")
+        if now is not None:
+            check_aware(now, "now")
+        if isinstance(amount, bool | float):
+            parse_amount(amount, 0)
+        request = {
+            "account_id": account_id,
+            "amount": str(amount),
+            "reason": reason,
+            "ttl_seconds": ttl_seconds,
+            "currency": currency,
+            "payee_account_id": payee_account_id,
+            "hold_id": hold_id,
+            "meta": meta_clean,
+            "project_id": project_id,
+            "env": env,
+            "task_id": task_id,
+        }
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "freeze")
+        final_hold_id = hold_id
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Hold:
+            at = now or recorded_at
+            row = self._get_account_row(conn, tenant_id, account_id)
+            self._check_agent(row)
+            self._check_currency(currency, row.currency)
+            amount_minor = self.registry.to_minor(amount, row.currency)
+            if payee_account_id is not None:
+                payee = self._get_account_row(conn, tenant_id, payee_account_id)
+                self._check_agent(payee, "payee_account_id")
+                self._check_currency(payee.currency, row.currency)
+            taken = conn.execute(
+                sa.select(holds.c.hold_id).where(
+                    holds.c.tenant_id == tenant_id, holds.c.hold_id == final_hold_id
+                )
+            ).first()
+            if taken is not None:
+                raise InvalidEntry(f"hold {final_hold_id!r} exists already", field="hold_id")
+            bucket = _bucket_id(account_id)
+            locked = self._lock_accounts(conn, tenant_id, [account_id, bucket])
+            self._check_available(locked[account_id], amount_minor)
+            expires_at = at + timedelta(seconds=ttl_seconds)
+            common = {
+                "amount_minor": amount_minor,
+                "currency": row.currency,
+                "reason": "HOLD_FREEZE",
+                "category": CATEGORY_HOLD,
+                "env": env,
+                "project_id": project_id,
+                "task_id": task_id,
+                "hold_id": final_hold_id,
+                "meta": {"freeze_reason": reason},
+            }
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                kind=TransactionKind.FREEZE.value,
+                idempotency_key=idempotency_key,
+                occurred_at=at,
+                recorded_at=recorded_at,
+                hold_id=final_hold_id,
+                entries=[
+                    EntryDraft(account_id=account_id, direction=Direction.OUT, **common),
+                    EntryDraft(account_id=bucket, direction=Direction.IN, **common),
+                ],
+            )
+            journal.append(conn, draft)
+            conn.execute(
+                holds.insert().values(
+                    tenant_id=tenant_id,
+                    hold_id=final_hold_id,
+                    account_id=account_id,
+                    currency=row.currency,
+                    amount_minor=amount_minor,
+                    state=HoldState.ACTIVE.value,
+                    reason=reason,
+                    payee_account_id=payee_account_id,
+                    order_id=None,
+                    captured_minor=0,
+                    released_minor=0,
+                    fee_minor=0,
+                    finalized=False,
+                    expires_at=expires_at,
+                    created_at=at,
+                    resolved_at=None,
+                    freeze_transaction_id=transaction_id,
+                    meta={**meta_clean, "project_id": project_id, "env": env, "task_id": task_id},
+                )
+            )
+            self._emit(
+                conn,
+                event_type="INTENT_CREATED",
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                occurred_at=at,
+                hold_id=final_hold_id,
+                account_id=account_id,
+                payload={
+                    "billing": {
+                        **self._money(amount_minor, row.currency),
+                        "hold_id": final_hold_id,
+                        "account_id": account_id,
+                        "payee_account_id": payee_account_id,
+                        "reason": reason,
+                        "expires_at": iso(expires_at),
+                    }
+                },
+            )
+            return self._hold_from_row(self._get_hold_row(conn, tenant_id, final_hold_id))
+
+        return self._write("freeze", tenant_id, idempotency_key, request, Hold, write)
+
+    def capture_hold(
+        self,
+        hold_id: str,
+        order_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        amount: object | None = None,
+        currency: str | None = None,
+        payee_account_id: str | None = None,
+        now: datetime | None = None,
+    ) -> Hold:
+        """Converts a hold into a settled charge for ``order_id``: in full, or in part with the
+        remainder released in the same journal transaction."""
+        check_tenant_id(tenant_id)
+        check_text(hold_id, "hold_id", length_max=64)
+        check_text(order_id, "order_id")
+        check_idempotency_key(idempotency_key)
+        if currency is not None:
+            self.registry.exponent(currency)
+        if payee_account_id is not None:
+            check_account_id(payee_account_id, field="payee_account_id")
+        if now is not None:
+            check_aware(now, "now")
+        if isinstance(amount, bool | float):
+            parse_amount(amount, 0)
+        request = {
+            "hold_id": hold_id,
+            "order_id": order_id,
+            "amount": None if amount is None else str(amount),
+            "currency": currency,
+            "payee_account_id": payee_account_id,
+        }
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "capture")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Hold:
+            at = now or recorded_at
+            hold = self._lock_hold(conn, tenant_id, hold_id)
+            self._check_unresolved(hold)
+            if at >= hold.expires_at:
+                raise HoldExpired(f"hold {hold_id!r} expired at {iso(hold.expires_at)}", hold_id=hold_id)
+            self._check_currency(currency, hold.currency)
+            captured = (
+                int(hold.amount_minor)
+                if amount is None
+                else self.registry.to_minor(amount, hold.currency)
+            )
+            if captured > int(hold.amount_minor):
+                raise CaptureExceedsHold(
+                    f"capture of {self.registry.to_text(captured, hold.currency)} exceeds the "
+                    f"hold's {self.registry.to_text(int(hold.amount_minor), hold.currency)}",
+                    hold_id=hold_id,
+                )
+            payee_id = hold.payee_account_id
+            if payee_account_id is not None:
+                if payee_id is not None and payee_id != payee_account_id:
+                    raise InvalidEntry(
+                        "the payee was set at freeze and cannot change at capture",
+                        field="payee_account_id",
+                    )
+                payee_id = payee_account_id
+            if payee_id is None:
+                raise PayeeRequired("a payee is needed at freeze or at capture", hold_id=hold_id)
+            if payee_id == hold.account_id:
+                raise InvalidEntry("the payee cannot be the paying account", field="payee_account_id")
+            payee = self._get_account_row(conn, tenant_id, payee_id)
+            self._check_agent(payee, "payee_account_id")
+            self._check_currency(payee.currency, hold.currency)
+            bucket = _bucket_id(hold.account_id)
+            escrow = _system_account_id(AccountKind.ESCROW, hold.currency)
+            self._lock_accounts(conn, tenant_id, [hold.account_id, bucket, escrow])
+            remainder = int(hold.amount_minor) - captured
+            common = self._hold_entry_fields(hold)
+            entries = [
+                EntryDraft(
+                    account_id=bucket, direction=Direction.OUT, amount_minor=captured,
+                    reason="ORDER_CAPTURE", category="COMPUTE_COST",
+                    meta={"order_id": order_id}, **common,
+                ),
+                EntryDraft(
+                    account_id=escrow, direction=Direction.IN, amount_minor=captured,
+                    reason="ORDER_CAPTURE", category="COMPUTE_COST",
+                    meta={"order_id": order_id}, counterpart=True, **common,
+                ),
+            ]
+            if remainder:
+                entries += self._release_entries(hold, bucket, remainder, "HOLD_RELEASE", common)
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                kind=TransactionKind.CAPTURE.value,
+                idempotency_key=idempotency_key,
+                occurred_at=at,
+                recorded_at=recorded_at,
+                hold_id=hold_id,
+                meta={"order_id": order_id},
+                entries=entries,
+            )
+            journal.append(conn, draft)
+            self._update_hold(
+                conn, tenant_id, hold_id,
+                state=HoldState.CAPTURED.value, captured_minor=captured, released_minor=remainder,
+                order_id=order_id, payee_account_id=payee_id, resolved_at=at,
+                resolve_transaction_id=transaction_id,
+            )
+            self._emit(
+                conn,
+                event_type="ORDER_CREATED",
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                occurred_at=at,
+                hold_id=hold_id,
+                order_id=order_id,
+                account_id=hold.account_id,
+                payload={
+                    "settlement": {
+                        "order_id": order_id,
+                        "hold_id": hold_id,
+                        "payer_account_id": hold.account_id,
+                        "payee_account_id": payee_id,
+                        "escrow_account_id": escrow,
+                        "captured": self._money(captured, hold.currency),
+                        "released": self._money(remainder, hold.currency) if remainder else None,
+                        "held": self._money(int(hold.amount_minor), hold.currency),
+                    }
+                },
+            )
+            return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
+
+        return self._write("capture_hold", tenant_id, idempotency_key, request, Hold, write)
+
+    def finalize_hold(
+        self,
+        hold_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        fee_bps: int | None = None,
+        now: datetime | None = None,
+    ) -> Hold:
+        """Pays a captured hold out of escrow: the payee gets the amount net of the platform
+        fee (rounded down in the payee's favour), revenue gets the fee."""
+        check_tenant_id(tenant_id)
+        check_text(hold_id, "hold_id", length_max=64)
+        check_idempotency_key(idempotency_key)
+        bps = self.config.platform_fee_bps if fee_bps is None else fee_bps
+        if isinstance(bps, bool) or not isinstance(bps, int) or not 0 <= bps <= limits.fee_basis_points_max:
+            raise InvalidEntry("fee_bps must be a whole number from 0 to 10000", field="fee_bps")
+        if now is not None:
+            check_aware(now, "now")
+        request = {"hold_id": hold_id, "fee_bps": bps}
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "finalize")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Hold:
+            at = now or recorded_at
+            hold = self._lock_hold(conn, tenant_id, hold_id)
+            if hold.state != HoldState.CAPTURED.value:
+                raise HoldNotCaptured(f"hold {hold_id!r} is {hold.state}, not captured", hold_id=hold_id)
+            if hold.finalized:
+                raise HoldAlreadyFinalized(f"hold {hold_id!r} was finalized already", hold_id=hold_id)
+            captured = int(hold.captured_minor)
+            fee = captured * bps // 10_000
+            net = captured - fee
+            escrow = _system_account_id(AccountKind.ESCROW, hold.currency)
+            revenue = _system_account_id(AccountKind.REVENUE, hold.currency)
+            payee_id = hold.payee_account_id
+            locked = self._lock_accounts(conn, tenant_id, [escrow, revenue, payee_id])
+            self._check_available(locked[escrow], captured)
+            common = self._hold_entry_fields(hold)
+            meta = {"order_id": hold.order_id, "fee_bps": bps}
+            entries: list[EntryDraft] = []
+            if net:
+                entries += [
+                    EntryDraft(account_id=escrow, direction=Direction.OUT, amount_minor=net,
+                               reason="SALE_REVENUE", category="PRODUCT_REVENUE", meta=meta,
+                               counterpart=True, **common),
+                    EntryDraft(account_id=payee_id, direction=Direction.IN, amount_minor=net,
+                               reason="SALE_REVENUE", category="PRODUCT_REVENUE", meta=meta,
+                               **common),
+                ]
+            if fee:
+                entries += [
+                    EntryDraft(account_id=escrow, direction=Direction.OUT, amount_minor=fee,
+                               reason="PLATFORM_FEE", category="FEE", meta=meta,
+                               counterpart=True, **common),
+                    EntryDraft(account_id=revenue, direction=Direction.IN, amount_minor=fee,
+                               reason="PLATFORM_FEE", category="FEE", meta=meta, **common),
+                ]
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                kind=TransactionKind.FINALIZE.value,
+                idempotency_key=idempotency_key,
+                occurred_at=at,
+                recorded_at=recorded_at,
+                hold_id=hold_id,
+                meta=meta,
+                entries=entries,
+            )
+            journal.append(conn, draft)
+            self._update_hold(
+                conn, tenant_id, hold_id, finalized=True, fee_minor=fee,
+                finalize_transaction_id=transaction_id,
+            )
+            self._emit(
+                conn,
+                event_type="PAYMENT_SUCCEEDED",
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                occurred_at=at,
+                hold_id=hold_id,
+                order_id=hold.order_id,
+                account_id=payee_id,
+                payload={
+                    "payment": {
+                        "order_id": hold.order_id,
+                        "hold_id": hold_id,
+                        "payer_account_id": hold.account_id,
+                        "payee_account_id": payee_id,
+                        "gross": self._money(captured, hold.currency),
+                        "net": self._money(net, hold.currency),
+                        "fee": self._money(fee, hold.currency),
+                        "fee_bps": bps,
+                        "revenue_account_id": revenue,
+                    }
+                },
+            )
+            return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
+
+        return self._write("finalize_hold", tenant_id, idempotency_key, request, Hold, write)
+
+    def release_hold(
+        self, hold_id: str, *, tenant_id: str, idempotency_key: str, now: datetime | None = None
+    ) -> Hold:
+        """Unlocks the whole of an active hold back to its account."""
+        return self._release(hold_id, tenant_id, idempotency_key, now, expire=False)
+
+    def expire_hold(
+        self, hold_id: str, *, tenant_id: str, idempotency_key: str, now: datetime | None = None
+    ) -> Hold:
+        """Releases an active hold because its expiry time has come (``now >= expires_at``)."""
+        return self._release(hold_id, tenant_id, idempotency_key, now, expire=True)
+
+    def _release(
+        self, hold_id: str, tenant_id: str, idempotency_key: str, now: datetime | None, *, expire: bool
+    ) -> Hold:
+        check_tenant_id(tenant_id)
+        check_text(hold_id, "hold_id", length_max=64)
+        check_idempotency_key(idempotency_key)
+        if now is not None:
+            check_aware(now, "now")
+        operation = "expire_hold" if expire else "release_hold"
+        request = {"hold_id": hold_id}
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, operation)
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Hold:
+            at = now or recorded_at
+            hold = self._lock_hold(conn, tenant_id, hold_id)
+            self._check_unresolved(hold)
+            if expire and at < hold.expires_at:
+                raise HoldNotExpired(
+                    f"hold {hold_id!r} expires at {iso(hold.expires_at)}", hold_id=hold_id
+                )
+            bucket = _bucket_id(hold.account_id)
+            self._lock_accounts(conn, tenant_id, [hold.account_id, bucket])
+            amount_minor = int(hold.amount_minor)
+            reason = "HOLD_EXPIRE" if expire else "HOLD_RELEASE"
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                kind=(TransactionKind.EXPIRE if expire else TransactionKind.RELEASE).value,
+                idempotency_key=idempotency_key,
+                occurred_at=at,
+                recorded_at=recorded_at,
+                hold_id=hold_id,
+                entries=self._release_entries(
+                    hold, bucket, amount_minor, reason, self._hold_entry_fields(hold)
+                ),
+            )
+            journal.append(conn, draft)
+            state = HoldState.EXPIRED if expire else HoldState.RELEASED
+            self._update_hold(
+                conn, tenant_id, hold_id, state=state.value, released_minor=amount_minor,
+                resolved_at=at, resolve_transaction_id=transaction_id,
+            )
+            self._emit(
+                conn,
+                event_type="HOLD_EXPIRED" if expire else "HOLD_RELEASED",
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                occurred_at=at,
+                hold_id=hold_id,
+                account_id=hold.account_id,
+                payload={
+                    "hold_id": hold_id,
+                    "account_id": hold.account_id,
+                    "released": self._money(amount_minor, hold.currency),
+                    "expires_at": iso(hold.expires_at),
+                },
+            )
+            return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
+
+        return self._write(operation, tenant_id, idempotency_key, request, Hold, write)
+
+    @staticmethod
+    def _check_unresolved(hold: Any) -> None:
+        if hold.state == HoldState.CAPTURED.value:
+            raise HoldAlreadyCaptured(f"hold {hold.hold_id!r} was captured already", hold_id=hold.hold_id)
+        if hold.state == HoldState.RELEASED.value:
+            raise HoldAlreadyReleased(f"hold {hold.hold_id!r} was released already", hold_id=hold.hold_id)
+        if hold.state == HoldState.EXPIRED.value:
+            raise HoldExpired(f"hold {hold.hold_id!r} expired", hold_id=hold.hold_id)
+
+    @staticmethod
+    def _hold_entry_fields(hold: Any) -> dict[str, Any]:
+        meta = hold.meta or {}
+        return {
+            "currency": hold.currency,
+            "env": meta.get("env") or "prod",
+            "project_id": meta.get("project_id"),
+            "task_id": meta.get("task_id"),
+            "hold_id": hold.hold_id,
+        }
+
+    @staticmethod
+    def _release_entries(
+        hold: Any, bucket: str, amount_minor: int, reason: str, common: dict[str, Any]
+    ) -> list[EntryDraft]:
+        return [
+            EntryDraft(account_id=bucket, direction=Direction.OUT, amount_minor=amount_minor,
+                       reason=reason, category=CATEGORY_HOLD, **common),
+            EntryDraft(account_id=hold.account_id, direction=Direction.IN,
+                       amount_minor=amount_minor, reason=reason, category=CATEGORY_HOLD, **common),
+        ]
+
+    @staticmethod
+    def _update_hold(conn: sa.Connection, tenant_id: str, hold_id: str, **values: Any) -> None:
+        conn.execute(
+            holds.update()
+            .where(holds.c.tenant_id == tenant_id, holds.c.hold_id == hold_id)
+            .values(**values)
+        )
+
+    def _get_hold_row(self, conn: sa.Connection, tenant_id: str, hold_id: str) -> Any:
+        row = conn.execute(
+            sa.select(holds).where(holds.c.tenant_id == tenant_id, holds.c.hold_id == hold_id)
+        ).first()
+        if row is None:
+            raise HoldNotFound(f"hold {hold_id!r} not found", hold_id=hold_id)
+        return row
+
+    @staticmethod
+    def _hold_from_row(row: Any) -> Hold:
+        meta = dict(row.meta or {})
+        return Hold(
+            tenant_id=row.tenant_id,
+            hold_id=row.hold_id,
+            account_id=row.account_id,
+            currency=row.currency,
+            amount_minor=int(row.amount_minor),
+            state=HoldState(row.state),
+            reason=row.reason,
+            expires_at=row.expires_at,
+            created_at=row.created_at,
+            payee_account_id=row.payee_account_id,
+            order_id=row.order_id,
+            captured_minor=int(row.captured_minor),
+            released_minor=int(row.released_minor),
+            finalized=bool(row.finalized),
+            fee_minor=int(row.fee_minor),
+            resolved_at=row.resolved_at,
+            freeze_transaction_id=row.freeze_transaction_id,
+            resolve_transaction_id=row.resolve_transaction_id,
+            finalize_transaction_id=row.finalize_transaction_id,
+            meta=meta,
+        )
+
+    def get_hold(self, hold_id: str, *, tenant_id: str) -> Hold:
+        check_tenant_id(tenant_id)
+        check_text(hold_id, "hold_id", length_max=64)
+        with self.engine.connect() as conn:
+            return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
+
+    def list_holds(
+        self,
+        *,
+        tenant_id: str | None = None,
+        state: str | None = None,
+        expires_before: datetime | None = None,
+        account_id: str | None = None,
+        limit: int = limits.page_size_default,
+    ) -> list[Hold]:
+        """Holds in creation order, filtered; bounded by ``limit`` (at most page_size_max)."""
+        limit = max(1, min(limit, limits.page_size_max))
+        query = sa.select(holds)
+        if tenant_id is not None:
+            query = query.where(holds.c.tenant_id == check_tenant_id(tenant_id))
+        if state is not None:
+            query = query.where(holds.c.state == HoldState(state).value)
+        if expires_before is not None:
+            query = query.where(holds.c.expires_at < check_aware(expires_before, "expires_before"))
+        if account_id is not None:
+            query = query.where(holds.c.account_id == account_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                query.order_by(holds.c.created_at, holds.c.hold_id).limit(limit)
+            ).all()
+        return [self._hold_from_row(row) for row in rows]
+
+    # ------------------------------------------------------------------ FinOps records
+
+    def record_entries(
+        self,
+        entries: Sequence[LedgerEntryInput | Mapping[str, Any]],
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        account_id: str | None = None,
+        now: datetime | None = None,
+    ) -> TransactionResult:
+        """Records LedgerEntry v1.0 records as one balanced journal transaction.
+
+        Each record posts to ``account_id`` (or the record's own ``account_id``, or the tenant's
+        operating account for its currency), balanced by a counterpart entry on the tenant's
+        external account: the tenant's view of the transaction is exactly the records.
+        """
+        check_tenant_id(tenant_id)
+        check_idempotency_key(idempotency_key)
+        if account_id is not None:
+            check_account_id(account_id)
+        if now is not None:
+            check_aware(now, "now")
+        if not entries:
+            raise InvalidEntry("no entries to record", field="entries")
+        if len(entries) > limits.entries_per_transaction_max // 2:
+            raise InvalidEntry(
+                f"at most {limits.entries_per_transaction_max // 2} records per transaction",
+                field="entries",
+            )
+        records = [self._check_record(entry, index, tenant_id) for index, entry in enumerate(entries)]
+        ids = [r["ledger_entry_id"] for r in records if r["ledger_entry_id"] is not None]
+        if len(ids) != len(set(ids)):
+            raise InvalidEntry("a ledger_entry_id appears twice", field="ledger_entry_id")
+        request = {"account_id": account_id, "records": records}
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "record")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
+            at = now or recorded_at
+            if ids:
+                taken = conn.execute(
+                    sa.select(journal_entries.c.ledger_entry_id).where(
+                        journal_entries.c.ledger_entry_id.in_(ids)
+                    )
+                ).first()
+                if taken is not None:
+                    raise InvalidEntry(
+                        f"ledger_entry_id {taken.ledger_entry_id} is recorded already",
+                        field="ledger_entry_id",
+                        ledger_entry_id=taken.ledger_entry_id,
+                    )
+            targets: list[str] = []
+            system: list[tuple[str, AccountKind, str]] = []
+            for record in records:
+                currency = record["currency"]
+                target = record["account_id"] or account_id
+                if target is None:
+                    target = _system_account_id(AccountKind.OPERATING, currency)
+                    system.append((target, AccountKind.OPERATING, currency))
+                system.append(
+                    (_system_account_id(AccountKind.EXTERNAL, currency), AccountKind.EXTERNAL, currency)
+                )
+                targets.append(target)
+            self._ensure_accounts(conn, tenant_id, sorted(set(system)))
+            locked = self._lock_accounts(conn, tenant_id, targets + [s[0] for s in system])
+            drafts: list[EntryDraft] = []
+            outflow: dict[str, int] = {}
+            for record, target in zip(records, targets, strict=True):
+                row = locked[target]
+                if row.kind not in (AccountKind.AGENT.value, AccountKind.OPERATING.value):
+                    raise InvalidEntry(
+                        f"records post to agent or operating accounts, not {row.kind}",
+                        field="account_id",
+                    )
+                if row.status != "open":
+                    raise AccountClosed(f"account {target!r} is closed")
+                self._check_currency(record["currency"], row.currency)
+                direction = Direction(record["direction"])
+                signed = record["amount_minor"] if direction is Direction.OUT else -record["amount_minor"]
+                outflow[target] = outflow.get(target, 0) + signed
+                fields = {
+                    key: record[key]
+                    for key in (
+                        "project_id", "env", "asset_id", "task_id", "external_ref",
+                        "amount_minor", "currency", "reason", "category", "tags", "meta",
+                    )
+                }
+                occurred = datetime.fromisoformat(record["occurred_at"]) if record["occurred_at"] else at
+                primary_id = record["ledger_entry_id"] or str(uuid.uuid4())
+                drafts.append(
+                    EntryDraft(account_id=target, direction=direction, occurred_at=occurred,
+                               ledger_entry_id=primary_id, **fields)
+                )
+                drafts.append(
+                    EntryDraft(
+                        account_id=_system_account_id(AccountKind.EXTERNAL, record["currency"]),
+                        direction=Direction.IN if direction is Direction.OUT else Direction.OUT,
+                        occurred_at=occurred,
+                        counterpart=True,
+                        ledger_entry_id=str(uuid.uuid5(uuid.UUID(primary_id), "counterpart")),
+                        **fields,
+                    )
+                )
+            for target, debit in outflow.items():
+                if debit > 0:
+                    self._check_available(locked[target], debit)
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=transaction_id,
+                kind=TransactionKind.RECORD.value,
+                idempotency_key=idempotency_key,
+                occurred_at=at,
+                recorded_at=recorded_at,
+                entries=drafts,
+            )
+            return self._transaction_result(conn, draft)
+
+        return self._write("record_entries", tenant_id, idempotency_key, request, TransactionResult, write)
+
+    def _check_record(
+        self, entry: LedgerEntryInput | Mapping[str, Any], index: int, tenant_id: str
+    ) -> dict[str, Any]:
+        """Validates one v1.0 record; the error names the record's index and field."""
+        try:
+            record = entry if isinstance(entry, LedgerEntryInput) else LedgerEntryInput.model_validate(dict(entry))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "entry"
+            raise InvalidEntry(
+                f"entry {index}: {field}: {first['msg']}", field=field, index=index
+            ) from error
+        try:
+            if record.tenant_id is not None and record.tenant_id != tenant_id:
+                raise InvalidEntry("tenant_id differs from the call's tenant", field="tenant_id")
+            if record.ledger_entry_id is not None:
+                try:
+                    uuid.UUID(record.ledger_entry_id)
+                except ValueError as error:
+                    raise InvalidEntry("ledger_entry_id is not a UUID", field="ledger_entry_id") from error
+            if record.account_id is not None:
+                check_account_id(record.account_id)
+            amount_minor = self.registry.to_minor(record.amount, record.currency)
+            if not (record.asset_id or record.task_id or record.external_ref):
+                raise InvalidEntry(
+                    "at least one of asset_id, task_id, external_ref must be set", field="asset_id"
+                )
+            for name in ("project_id", "asset_id", "task_id", "external_ref"):
+                check_optional_text(getattr(record, name), name)
+            if record.occurred_at is not None:
+                check_aware(record.occurred_at, "occurred_at")
+            return {
+                "ledger_entry_id": None if record.ledger_entry_id is None else str(uuid.UUID(record.ledger_entry_id)),
+                "account_id": record.account_id,
+                "project_id": record.project_id,
+                "env": check_text(record.env, "env"),
+                "asset_id": record.asset_id,
+                "task_id": record.task_id,
+                "external_ref": record.external_ref,
+                "direction": record.direction.value,
+                "amount_minor": amount_minor,
+                "currency": record.currency,
+                "reason": check_text(record.reason, "reason"),
+                "category": check_text(record.category, "category"),
+                "tags": check_tags(record.tags),
+                "meta": check_meta(record.meta),
+                "occurred_at": iso(record.occurred_at),
+            }
+        except LedgerError as error:
+            error.details.setdefault("index", index)
+            error.message = f"entry {index}: {error.message}"
+            error.args = (error.message,)
+            raise
+
+    def reverse_transaction(
+        self,
+        transaction_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        reason: str = "ADJUSTMENT",
+        now: datetime | None = None,
+    ) -> TransactionResult:
+        """A new transaction with every entry of the original, direction swapped.
+
+        Hold movements (freeze, capture, release, expire) are resolved by the hold's own
+        operations, not reversed; a transaction is reversed at most once.
+        """
+        check_tenant_id(tenant_id)
+        check_text(transaction_id, "transaction_id", length_max=64)
+        check_idempotency_key(idempotency_key)
+        check_text(reason, "reason")
+        if now is not None:
+            check_aware(now, "now")
+        request = {"transaction_id": transaction_id, "reason": reason}
+        new_transaction_id = derive_transaction_id(tenant_id, idempotency_key, "reverse")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
+            at = now or recorded_at
+            original = conn.execute(
+                sa.select(journal_transactions).where(
+                    journal_transactions.c.tenant_id == tenant_id,
+                    journal_transactions.c.transaction_id == transaction_id,
+                )
+            ).first()
+            if original is None:
+                raise TransactionNotFound(f"transaction {transaction_id!r} not found")
+            if original.kind in ("freeze", "capture", "release", "expire"):
+                raise InvalidEntry(
+                    f"a {original.kind} transaction is resolved by its hold, not reversed",
+                    field="transaction_id",
+                )
+            if original.kind == TransactionKind.REVERSAL.value:
+                raise InvalidEntry("a reversal is not reversed; record a new entry", field="transaction_id")
+            reversed_already = conn.execute(
+                sa.select(journal_transactions.c.transaction_id).where(
+                    journal_transactions.c.tenant_id == tenant_id,
+                    journal_transactions.c.reverses_transaction_id == transaction_id,
+                )
+            ).first()
+            if reversed_already is not None:
+                raise TransactionAlreadyReversed(
+                    f"transaction {transaction_id!r} was reversed by "
+                    f"{reversed_already.transaction_id}",
+                    reversed_by=reversed_already.transaction_id,
+                )
+            originals = [
+                entry_from_row(row)
+                for row in conn.execute(
+                    sa.select(journal_entries)
+                    .where(journal_entries.c.journal_sequence == original.sequence)
+                    .order_by(journal_entries.c.entry_index)
+                )
+            ]
+            locked = self._lock_accounts(conn, tenant_id, [e.account_id for e in originals])
+            outflow: dict[str, int] = {}
+            drafts = []
+            for entry in originals:
+                direction = Direction.OUT if entry.direction is Direction.IN else Direction.IN
+                if direction is Direction.OUT:
+                    outflow[entry.account_id] = outflow.get(entry.account_id, 0) + entry.amount_minor
+                else:
+                    outflow[entry.account_id] = outflow.get(entry.account_id, 0) - entry.amount_minor
+                drafts.append(
+                    EntryDraft(
+                        account_id=entry.account_id, direction=direction,
+                        amount_minor=entry.amount_minor, currency=entry.currency,
+                        reason=entry.reason, category=entry.category, env=entry.env,
+                        project_id=entry.project_id, asset_id=entry.asset_id,
+                        task_id=entry.task_id, external_ref=entry.external_ref, tags=entry.tags,
+                        meta={**entry.meta, "reverses": entry.ledger_entry_id,
+                              "reversal_reason": reason},
+                        occurred_at=at, counterpart=entry.counterpart, hold_id=entry.hold_id,
+                    )
+                )
+            for account, debit in outflow.items():
+                if debit > 0:
+                    self._check_available(locked[account], debit)
+            draft = TransactionDraft(
+                tenant_id=tenant_id,
+                transaction_id=new_transaction_id,
+                kind=TransactionKind.REVERSAL.value,
+                idempotency_key=idempotency_key,
+                occurred_at=at,
+                recorded_at=recorded_at,
+                reverses_transaction_id=transaction_id,
+                meta={"reverses": transaction_id, "reason": reason},
+                entries=drafts,
+            )
+            return self._transaction_result(conn, draft)
+
+        return self._write("reverse_transaction", tenant_id, idempotency_key, request, TransactionResult, write)
+
+    # ------------------------------------------------------------------ reading the journal
+
+    def list_ledger_entries(
+        self,
+        account_id: str,
+        from_ts: datetime | None = None,
+        to_ts: datetime | None = None,
+        *,
+        tenant_id: str,
+        cursor: str | None = None,
+        limit: int = limits.page_size_default,
+        time_field: str = "occurred_at",
+    ) -> EntriesPage:
+        """The account's entries in journal order, ``from_ts <= t < to_ts``, keyset-paginated."""
+        check_tenant_id(tenant_id)
+        check_account_id(account_id)
+        if time_field not in ("occurred_at", "recorded_at"):
+            raise InvalidEntry("time_field is occurred_at or recorded_at", field="time_field")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= limits.page_size_max:
+            raise InvalidEntry(f"limit must be 1..{limits.page_size_max}", field="limit")
+        after = self._parse_cursor(cursor)
+        column = journal_entries.c[time_field]
+        query = sa.select(journal_entries).where(
+            journal_entries.c.tenant_id == tenant_id, journal_entries.c.account_id == account_id
+        )
+        if from_ts is not None:
+            query = query.where(column >= check_aware(from_ts, "from_ts"))
+        if to_ts is not None:
+            query = query.where(column < check_aware(to_ts, "to_ts"))
+        if after is not None:
+            query = query.where(
+                sa.tuple_(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
+                > sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+            )
+        with self.engine.connect() as conn:
+            self._get_account_row(conn, tenant_id, account_id)
+            rows = conn.execute(
+                query.order_by(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
+                .limit(limit + 1)
+            ).all()
+        entries = [entry_from_row(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = entries[-1]
+            next_cursor = f"{last.journal_sequence}.{last.entry_index}"
+        return EntriesPage(entries=entries, next_cursor=next_cursor)
+
+    @staticmethod
+    def _parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+        if cursor is None:
+            return None
+        sequence, dot, index = str(cursor).partition(".")
+        if not dot or not sequence.isdigit() or not index.isdigit():
+            raise InvalidEntry(f"bad cursor {cursor!r}", field="cursor")
+        return int(sequence), int(index)
+
+    def get_transaction(self, transaction_id: str, *, tenant_id: str) -> TransactionResult:
+        check_tenant_id(tenant_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(journal_transactions).where(
+                    journal_transactions.c.tenant_id == tenant_id,
+                    journal_transactions.c.transaction_id == transaction_id,
+                )
+            ).first()
+            if row is None:
+                raise TransactionNotFound(f"transaction {transaction_id!r} not found")
+            entries = [
+                entry_from_row(entry)
+                for entry in conn.execute(
+                    sa.select(journal_entries)
+                    .where(journal_entries.c.journal_sequence == row.sequence)
+                    .order_by(journal_entries.c.entry_index)
+                )
+            ]
+        return TransactionResult(
+            tenant_id=tenant_id,
+            transaction_id=transaction_id,
+            kind=TransactionKind(row.kind),
+            journal_sequence=int(row.sequence),
+            entries=entries,
+            reverses_transaction_id=row.reverses_transaction_id,
+        )
+
+    # ------------------------------------------------------------------ outbox
+
+    def list_events(
+        self,
+        *,
+        tenant_id: str | None = None,
+        after_sequence: int = 0,
+        limit: int = limits.page_size_default,
+        unsent_only: bool = False,
+        transaction_id: str | None = None,
+        hold_id: str | None = None,
+    ) -> list[Event]:
+        """Outbox events in the order they were written (the event log without a bus)."""
+        limit = max(1, min(limit, limits.page_size_max))
+        query = sa.select(outbox_events).where(outbox_events.c.sequence > after_sequence)
+        if tenant_id is not None:
+            query = query.where(outbox_events.c.tenant_id == tenant_id)
+        if unsent_only:
+            query = query.where(outbox_events.c.sent_at.is_(None))
+        if transaction_id is not None:
+            query = query.where(outbox_events.c.transaction_id == transaction_id)
+        if hold_id is not None:
+            query = query.where(outbox_events.c.hold_id == hold_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(outbox_events.c.sequence).limit(limit)).all()
+        return [
+            Event(
+                event_id=row.event_id,
+                type=row.type,
+                version=row.version,
+                tenant_id=row.tenant_id,
+                occurred_at=row.occurred_at,
+                hold_id=row.hold_id,
+                order_id=row.order_id,
+                account_id=row.account_id,
+                transaction_id=row.transaction_id,
+                payload=row.payload,
+                sequence=int(row.sequence),
+                sent_at=row.sent_at,
+            )
+            for row in rows
+        ]
+
+    def mark_events_sent(self, event_ids: Sequence[str], *, sent_at: datetime | None = None) -> int:
+        """Marks events as published; events marked already keep their first time."""
+        if not event_ids:
+            return 0
+        with self.engine.connect() as conn, conn.begin():
+            result = conn.execute(
+                outbox_events.update()
+                .where(outbox_events.c.event_id.in_(list(event_ids)), outbox_events.c.sent_at.is_(None))
+                .values(sent_at=sent_at or self.clock())
+            )
+            return int(result.rowcount)
+
+    # ------------------------------------------------------------------ audit
+
+    def verify_journal(self) -> list[Problem]:
+        """Every problem with the books, as data; an empty list means they are intact."""
+        with self.engine.connect() as conn:
+            if self._dialect == "postgresql":
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return journal.verify(conn)
