@@ -86,7 +86,9 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
     """Brings the schema to ``revision`` (forward-only, numbered migrations); idempotent."""
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            connection.execute(
+                sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
             connection.commit()
         try:
             command.upgrade(_alembic_config(connection), revision)

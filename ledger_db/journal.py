@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -262,7 +262,7 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
 
 def entry_from_row(row: Any) -> JournalEntry:
     """A journal entry record from a row mapping (database row or freshly built dict)."""
-    mapping = row if isinstance(row, dict) else row._mapping
+    mapping: Mapping[str, Any] = row if isinstance(row, dict) else row._mapping
     return JournalEntry(
         ledger_entry_id=mapping["ledger_entry_id"],
         transaction_id=mapping["transaction_id"],
@@ -289,7 +289,7 @@ def entry_from_row(row: Any) -> JournalEntry:
     )
 
 
-def _transactions_in_batches(connection: sa.Connection) -> Iterator[list[Any]]:
+def _transactions_in_batches(connection: sa.Connection) -> Iterator[Sequence[Any]]:
     after = 0
     while True:
         batch = connection.execute(
@@ -331,9 +331,9 @@ def verify(connection: sa.Connection) -> list[Problem]:
                     prev_hash,
                 )
             )
-            for entry in entries_by_sequence.get(int(transaction.sequence), []):
-                signed = int(entry["amount_minor"]) * (1 if entry["direction"] == "IN" else -1)
-                replayed[(entry["tenant_id"], entry["account_id"])] += signed
+            for posted in entries_by_sequence.get(int(transaction.sequence), []):
+                signed = int(posted["amount_minor"]) * (1 if posted["direction"] == "IN" else -1)
+                replayed[(posted["tenant_id"], posted["account_id"])] += signed
             expected_sequence = int(transaction.sequence) + 1
             prev_hash = transaction.hash
     head = connection.execute(sa.select(journal_head).where(journal_head.c.id == 1)).one()

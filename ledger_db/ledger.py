@@ -66,7 +66,6 @@ from ledger_db.models import (
     Event,
     Hold,
     HoldState,
-    JournalEntry,
     LedgerEntryInput,
     Problem,
     TransactionKind,
@@ -288,9 +287,7 @@ class Ledger:
         found = {row.account_id: row for row in rows}
         for account_id in wanted:
             if account_id not in found:
-                raise AccountNotFound(
-                    f"account {account_id!r} not found", account_id=account_id
-                )
+                raise AccountNotFound(f"account {account_id!r} not found", account_id=account_id)
         return found
 
     def _lock_hold(self, conn: sa.Connection, tenant_id: str, hold_id: str) -> Any:
@@ -404,9 +401,10 @@ class Ledger:
         overdraft_minor = parse_amount(overdraft_limit, exponent, allow_zero=True)
         if account_kind is AccountKind.AGENT:
             if account_id is None:
-                account_id = "acct_" + uuid.uuid5(
-                    uuid.NAMESPACE_URL, f"{tenant_id}\x1f{idempotency_key}"
-                ).hex
+                account_id = (
+                    "acct_"
+                    + uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}\x1f{idempotency_key}").hex
+                )
             if account_id.startswith("@"):
                 raise InvalidEntry("account IDs starting with '@' are reserved", field="account_id")
             check_account_id(account_id)
@@ -434,7 +432,9 @@ class Ledger:
         def write(conn: sa.Connection, recorded_at: datetime) -> Account:
             if account_kind is not AccountKind.AGENT:
                 self._ensure_accounts(conn, tenant_id, platform)
-                return self._account_from_row(self._get_account_row(conn, tenant_id, final_account_id))
+                return self._account_from_row(
+                    self._get_account_row(conn, tenant_id, final_account_id)
+                )
             exists = conn.execute(
                 sa.select(accounts.c.account_id).where(
                     accounts.c.tenant_id == tenant_id, accounts.c.account_id == final_account_id
@@ -671,7 +671,9 @@ class Ledger:
                 occurred_at=occurred_at or recorded_at,
                 recorded_at=recorded_at,
                 entries=[
-                    EntryDraft(account_id=external_id, direction=Direction.OUT, counterpart=True, **common),
+                    EntryDraft(
+                        account_id=external_id, direction=Direction.OUT, counterpart=True, **common
+                    ),
                     EntryDraft(account_id=account_id, direction=Direction.IN, **common),
                 ],
             )
@@ -724,7 +726,9 @@ class Ledger:
         if payee_account_id is not None:
             check_account_id(payee_account_id, field="payee_account_id")
             if payee_account_id == account_id:
-                raise InvalidEntry("the payee cannot be the paying account", field="payee_account_id")
+                raise InvalidEntry(
+                    "the payee cannot be the paying account", field="payee_account_id"
+                )
         hold_id = hold_id or derive_hold_id(tenant_id, idempotency_key)
         check_text(hold_id, "hold_id", length_max=64)
         meta_clean = check_meta(meta)
@@ -882,7 +886,9 @@ class Ledger:
             hold = self._lock_hold(conn, tenant_id, hold_id)
             self._check_unresolved(hold)
             if at >= hold.expires_at:
-                raise HoldExpired(f"hold {hold_id!r} expired at {iso(hold.expires_at)}", hold_id=hold_id)
+                raise HoldExpired(
+                    f"hold {hold_id!r} expired at {iso(hold.expires_at)}", hold_id=hold_id
+                )
             self._check_currency(currency, hold.currency)
             captured = (
                 int(hold.amount_minor)
@@ -906,7 +912,9 @@ class Ledger:
             if payee_id is None:
                 raise PayeeRequired("a payee is needed at freeze or at capture", hold_id=hold_id)
             if payee_id == hold.account_id:
-                raise InvalidEntry("the payee cannot be the paying account", field="payee_account_id")
+                raise InvalidEntry(
+                    "the payee cannot be the paying account", field="payee_account_id"
+                )
             payee = self._get_account_row(conn, tenant_id, payee_id)
             self._check_agent(payee, "payee_account_id")
             self._check_currency(payee.currency, hold.currency)
@@ -917,14 +925,23 @@ class Ledger:
             common = self._hold_entry_fields(hold)
             entries = [
                 EntryDraft(
-                    account_id=bucket, direction=Direction.OUT, amount_minor=captured,
-                    reason="ORDER_CAPTURE", category="COMPUTE_COST",
-                    meta={"order_id": order_id}, **common,
+                    account_id=bucket,
+                    direction=Direction.OUT,
+                    amount_minor=captured,
+                    reason="ORDER_CAPTURE",
+                    category="COMPUTE_COST",
+                    meta={"order_id": order_id},
+                    **common,
                 ),
                 EntryDraft(
-                    account_id=escrow, direction=Direction.IN, amount_minor=captured,
-                    reason="ORDER_CAPTURE", category="COMPUTE_COST",
-                    meta={"order_id": order_id}, counterpart=True, **common,
+                    account_id=escrow,
+                    direction=Direction.IN,
+                    amount_minor=captured,
+                    reason="ORDER_CAPTURE",
+                    category="COMPUTE_COST",
+                    meta={"order_id": order_id},
+                    counterpart=True,
+                    **common,
                 ),
             ]
             if remainder:
@@ -942,9 +959,15 @@ class Ledger:
             )
             journal.append(conn, draft)
             self._update_hold(
-                conn, tenant_id, hold_id,
-                state=HoldState.CAPTURED.value, captured_minor=captured, released_minor=remainder,
-                order_id=order_id, payee_account_id=payee_id, resolved_at=at,
+                conn,
+                tenant_id,
+                hold_id,
+                state=HoldState.CAPTURED.value,
+                captured_minor=captured,
+                released_minor=remainder,
+                order_id=order_id,
+                payee_account_id=payee_id,
+                resolved_at=at,
                 resolve_transaction_id=transaction_id,
             )
             self._emit(
@@ -988,7 +1011,11 @@ class Ledger:
         check_text(hold_id, "hold_id", length_max=64)
         check_idempotency_key(idempotency_key)
         bps = self.config.platform_fee_bps if fee_bps is None else fee_bps
-        if isinstance(bps, bool) or not isinstance(bps, int) or not 0 <= bps <= limits.fee_basis_points_max:
+        if (
+            isinstance(bps, bool)
+            or not isinstance(bps, int)
+            or not 0 <= bps <= limits.fee_basis_points_max
+        ):
             raise InvalidEntry("fee_bps must be a whole number from 0 to 10000", field="fee_bps")
         if now is not None:
             check_aware(now, "now")
@@ -999,9 +1026,13 @@ class Ledger:
             at = now or recorded_at
             hold = self._lock_hold(conn, tenant_id, hold_id)
             if hold.state != HoldState.CAPTURED.value:
-                raise HoldNotCaptured(f"hold {hold_id!r} is {hold.state}, not captured", hold_id=hold_id)
+                raise HoldNotCaptured(
+                    f"hold {hold_id!r} is {hold.state}, not captured", hold_id=hold_id
+                )
             if hold.finalized:
-                raise HoldAlreadyFinalized(f"hold {hold_id!r} was finalized already", hold_id=hold_id)
+                raise HoldAlreadyFinalized(
+                    f"hold {hold_id!r} was finalized already", hold_id=hold_id
+                )
             captured = int(hold.captured_minor)
             fee = captured * bps // 10_000
             net = captured - fee
@@ -1015,20 +1046,47 @@ class Ledger:
             entries: list[EntryDraft] = []
             if net:
                 entries += [
-                    EntryDraft(account_id=escrow, direction=Direction.OUT, amount_minor=net,
-                               reason="SALE_REVENUE", category="PRODUCT_REVENUE", meta=meta,
-                               counterpart=True, **common),
-                    EntryDraft(account_id=payee_id, direction=Direction.IN, amount_minor=net,
-                               reason="SALE_REVENUE", category="PRODUCT_REVENUE", meta=meta,
-                               **common),
+                    EntryDraft(
+                        account_id=escrow,
+                        direction=Direction.OUT,
+                        amount_minor=net,
+                        reason="SALE_REVENUE",
+                        category="PRODUCT_REVENUE",
+                        meta=meta,
+                        counterpart=True,
+                        **common,
+                    ),
+                    EntryDraft(
+                        account_id=payee_id,
+                        direction=Direction.IN,
+                        amount_minor=net,
+                        reason="SALE_REVENUE",
+                        category="PRODUCT_REVENUE",
+                        meta=meta,
+                        **common,
+                    ),
                 ]
             if fee:
                 entries += [
-                    EntryDraft(account_id=escrow, direction=Direction.OUT, amount_minor=fee,
-                               reason="PLATFORM_FEE", category="FEE", meta=meta,
-                               counterpart=True, **common),
-                    EntryDraft(account_id=revenue, direction=Direction.IN, amount_minor=fee,
-                               reason="PLATFORM_FEE", category="FEE", meta=meta, **common),
+                    EntryDraft(
+                        account_id=escrow,
+                        direction=Direction.OUT,
+                        amount_minor=fee,
+                        reason="PLATFORM_FEE",
+                        category="FEE",
+                        meta=meta,
+                        counterpart=True,
+                        **common,
+                    ),
+                    EntryDraft(
+                        account_id=revenue,
+                        direction=Direction.IN,
+                        amount_minor=fee,
+                        reason="PLATFORM_FEE",
+                        category="FEE",
+                        meta=meta,
+                        **common,
+                    ),
                 ]
             draft = TransactionDraft(
                 tenant_id=tenant_id,
@@ -1043,7 +1101,11 @@ class Ledger:
             )
             journal.append(conn, draft)
             self._update_hold(
-                conn, tenant_id, hold_id, finalized=True, fee_minor=fee,
+                conn,
+                tenant_id,
+                hold_id,
+                finalized=True,
+                fee_minor=fee,
                 finalize_transaction_id=transaction_id,
             )
             self._emit(
@@ -1086,7 +1148,13 @@ class Ledger:
         return self._release(hold_id, tenant_id, idempotency_key, now, expire=True)
 
     def _release(
-        self, hold_id: str, tenant_id: str, idempotency_key: str, now: datetime | None, *, expire: bool
+        self,
+        hold_id: str,
+        tenant_id: str,
+        idempotency_key: str,
+        now: datetime | None,
+        *,
+        expire: bool,
     ) -> Hold:
         check_tenant_id(tenant_id)
         check_text(hold_id, "hold_id", length_max=64)
@@ -1124,8 +1192,13 @@ class Ledger:
             journal.append(conn, draft)
             state = HoldState.EXPIRED if expire else HoldState.RELEASED
             self._update_hold(
-                conn, tenant_id, hold_id, state=state.value, released_minor=amount_minor,
-                resolved_at=at, resolve_transaction_id=transaction_id,
+                conn,
+                tenant_id,
+                hold_id,
+                state=state.value,
+                released_minor=amount_minor,
+                resolved_at=at,
+                resolve_transaction_id=transaction_id,
             )
             self._emit(
                 conn,
@@ -1149,9 +1222,13 @@ class Ledger:
     @staticmethod
     def _check_unresolved(hold: Any) -> None:
         if hold.state == HoldState.CAPTURED.value:
-            raise HoldAlreadyCaptured(f"hold {hold.hold_id!r} was captured already", hold_id=hold.hold_id)
+            raise HoldAlreadyCaptured(
+                f"hold {hold.hold_id!r} was captured already", hold_id=hold.hold_id
+            )
         if hold.state == HoldState.RELEASED.value:
-            raise HoldAlreadyReleased(f"hold {hold.hold_id!r} was released already", hold_id=hold.hold_id)
+            raise HoldAlreadyReleased(
+                f"hold {hold.hold_id!r} was released already", hold_id=hold.hold_id
+            )
         if hold.state == HoldState.EXPIRED.value:
             raise HoldExpired(f"hold {hold.hold_id!r} expired", hold_id=hold.hold_id)
 
@@ -1171,10 +1248,22 @@ class Ledger:
         hold: Any, bucket: str, amount_minor: int, reason: str, common: dict[str, Any]
     ) -> list[EntryDraft]:
         return [
-            EntryDraft(account_id=bucket, direction=Direction.OUT, amount_minor=amount_minor,
-                       reason=reason, category=CATEGORY_HOLD, **common),
-            EntryDraft(account_id=hold.account_id, direction=Direction.IN,
-                       amount_minor=amount_minor, reason=reason, category=CATEGORY_HOLD, **common),
+            EntryDraft(
+                account_id=bucket,
+                direction=Direction.OUT,
+                amount_minor=amount_minor,
+                reason=reason,
+                category=CATEGORY_HOLD,
+                **common,
+            ),
+            EntryDraft(
+                account_id=hold.account_id,
+                direction=Direction.IN,
+                amount_minor=amount_minor,
+                reason=reason,
+                category=CATEGORY_HOLD,
+                **common,
+            ),
         ]
 
     @staticmethod
@@ -1281,7 +1370,9 @@ class Ledger:
                 f"at most {limits.entries_per_transaction_max // 2} records per transaction",
                 field="entries",
             )
-        records = [self._check_record(entry, index, tenant_id) for index, entry in enumerate(entries)]
+        records = [
+            self._check_record(entry, index, tenant_id) for index, entry in enumerate(entries)
+        ]
         ids = [r["ledger_entry_id"] for r in records if r["ledger_entry_id"] is not None]
         if len(ids) != len(set(ids)):
             raise InvalidEntry("a ledger_entry_id appears twice", field="ledger_entry_id")
@@ -1311,7 +1402,11 @@ class Ledger:
                     target = _system_account_id(AccountKind.OPERATING, currency)
                     system.append((target, AccountKind.OPERATING, currency))
                 system.append(
-                    (_system_account_id(AccountKind.EXTERNAL, currency), AccountKind.EXTERNAL, currency)
+                    (
+                        _system_account_id(AccountKind.EXTERNAL, currency),
+                        AccountKind.EXTERNAL,
+                        currency,
+                    )
                 )
                 targets.append(target)
             self._ensure_accounts(conn, tenant_id, sorted(set(system)))
@@ -1329,20 +1424,40 @@ class Ledger:
                     raise AccountClosed(f"account {target!r} is closed")
                 self._check_currency(record["currency"], row.currency)
                 direction = Direction(record["direction"])
-                signed = record["amount_minor"] if direction is Direction.OUT else -record["amount_minor"]
+                signed = (
+                    record["amount_minor"]
+                    if direction is Direction.OUT
+                    else -record["amount_minor"]
+                )
                 outflow[target] = outflow.get(target, 0) + signed
                 fields = {
                     key: record[key]
                     for key in (
-                        "project_id", "env", "asset_id", "task_id", "external_ref",
-                        "amount_minor", "currency", "reason", "category", "tags", "meta",
+                        "project_id",
+                        "env",
+                        "asset_id",
+                        "task_id",
+                        "external_ref",
+                        "amount_minor",
+                        "currency",
+                        "reason",
+                        "category",
+                        "tags",
+                        "meta",
                     )
                 }
-                occurred = datetime.fromisoformat(record["occurred_at"]) if record["occurred_at"] else at
+                occurred = (
+                    datetime.fromisoformat(record["occurred_at"]) if record["occurred_at"] else at
+                )
                 primary_id = record["ledger_entry_id"] or str(uuid.uuid4())
                 drafts.append(
-                    EntryDraft(account_id=target, direction=direction, occurred_at=occurred,
-                               ledger_entry_id=primary_id, **fields)
+                    EntryDraft(
+                        account_id=target,
+                        direction=direction,
+                        occurred_at=occurred,
+                        ledger_entry_id=primary_id,
+                        **fields,
+                    )
                 )
                 drafts.append(
                     EntryDraft(
@@ -1368,14 +1483,20 @@ class Ledger:
             )
             return self._transaction_result(conn, draft)
 
-        return self._write("record_entries", tenant_id, idempotency_key, request, TransactionResult, write)
+        return self._write(
+            "record_entries", tenant_id, idempotency_key, request, TransactionResult, write
+        )
 
     def _check_record(
         self, entry: LedgerEntryInput | Mapping[str, Any], index: int, tenant_id: str
     ) -> dict[str, Any]:
         """Validates one v1.0 record; the error names the record's index and field."""
         try:
-            record = entry if isinstance(entry, LedgerEntryInput) else LedgerEntryInput.model_validate(dict(entry))
+            record = (
+                entry
+                if isinstance(entry, LedgerEntryInput)
+                else LedgerEntryInput.model_validate(dict(entry))
+            )
         except ValidationError as error:
             first = error.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "entry"
@@ -1389,7 +1510,9 @@ class Ledger:
                 try:
                     uuid.UUID(record.ledger_entry_id)
                 except ValueError as error:
-                    raise InvalidEntry("ledger_entry_id is not a UUID", field="ledger_entry_id") from error
+                    raise InvalidEntry(
+                        "ledger_entry_id is not a UUID", field="ledger_entry_id"
+                    ) from error
             if record.account_id is not None:
                 check_account_id(record.account_id)
             amount_minor = self.registry.to_minor(record.amount, record.currency)
@@ -1402,7 +1525,9 @@ class Ledger:
             if record.occurred_at is not None:
                 check_aware(record.occurred_at, "occurred_at")
             return {
-                "ledger_entry_id": None if record.ledger_entry_id is None else str(uuid.UUID(record.ledger_entry_id)),
+                "ledger_entry_id": None
+                if record.ledger_entry_id is None
+                else str(uuid.UUID(record.ledger_entry_id)),
                 "account_id": record.account_id,
                 "project_id": record.project_id,
                 "env": check_text(record.env, "env"),
@@ -1463,7 +1588,9 @@ class Ledger:
                     field="transaction_id",
                 )
             if original.kind == TransactionKind.REVERSAL.value:
-                raise InvalidEntry("a reversal is not reversed; record a new entry", field="transaction_id")
+                raise InvalidEntry(
+                    "a reversal is not reversed; record a new entry", field="transaction_id"
+                )
             reversed_already = conn.execute(
                 sa.select(journal_transactions.c.transaction_id).where(
                     journal_transactions.c.tenant_id == tenant_id,
@@ -1490,19 +1617,35 @@ class Ledger:
             for entry in originals:
                 direction = Direction.OUT if entry.direction is Direction.IN else Direction.IN
                 if direction is Direction.OUT:
-                    outflow[entry.account_id] = outflow.get(entry.account_id, 0) + entry.amount_minor
+                    outflow[entry.account_id] = (
+                        outflow.get(entry.account_id, 0) + entry.amount_minor
+                    )
                 else:
-                    outflow[entry.account_id] = outflow.get(entry.account_id, 0) - entry.amount_minor
+                    outflow[entry.account_id] = (
+                        outflow.get(entry.account_id, 0) - entry.amount_minor
+                    )
                 drafts.append(
                     EntryDraft(
-                        account_id=entry.account_id, direction=direction,
-                        amount_minor=entry.amount_minor, currency=entry.currency,
-                        reason=entry.reason, category=entry.category, env=entry.env,
-                        project_id=entry.project_id, asset_id=entry.asset_id,
-                        task_id=entry.task_id, external_ref=entry.external_ref, tags=entry.tags,
-                        meta={**entry.meta, "reverses": entry.ledger_entry_id,
-                              "reversal_reason": reason},
-                        occurred_at=at, counterpart=entry.counterpart, hold_id=entry.hold_id,
+                        account_id=entry.account_id,
+                        direction=direction,
+                        amount_minor=entry.amount_minor,
+                        currency=entry.currency,
+                        reason=entry.reason,
+                        category=entry.category,
+                        env=entry.env,
+                        project_id=entry.project_id,
+                        asset_id=entry.asset_id,
+                        task_id=entry.task_id,
+                        external_ref=entry.external_ref,
+                        tags=entry.tags,
+                        meta={
+                            **entry.meta,
+                            "reverses": entry.ledger_entry_id,
+                            "reversal_reason": reason,
+                        },
+                        occurred_at=at,
+                        counterpart=entry.counterpart,
+                        hold_id=entry.hold_id,
                     )
                 )
             for account, debit in outflow.items():
@@ -1521,7 +1664,9 @@ class Ledger:
             )
             return self._transaction_result(conn, draft)
 
-        return self._write("reverse_transaction", tenant_id, idempotency_key, request, TransactionResult, write)
+        return self._write(
+            "reverse_transaction", tenant_id, idempotency_key, request, TransactionResult, write
+        )
 
     # ------------------------------------------------------------------ reading the journal
 
@@ -1541,7 +1686,11 @@ class Ledger:
         check_account_id(account_id)
         if time_field not in ("occurred_at", "recorded_at"):
             raise InvalidEntry("time_field is occurred_at or recorded_at", field="time_field")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= limits.page_size_max:
+        if (
+            isinstance(limit, bool)
+            or not isinstance(limit, int)
+            or not 1 <= limit <= limits.page_size_max
+        ):
             raise InvalidEntry(f"limit must be 1..{limits.page_size_max}", field="limit")
         after = self._parse_cursor(cursor)
         column = journal_entries.c[time_field]
@@ -1560,8 +1709,9 @@ class Ledger:
         with self.engine.connect() as conn:
             self._get_account_row(conn, tenant_id, account_id)
             rows = conn.execute(
-                query.order_by(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
-                .limit(limit + 1)
+                query.order_by(
+                    journal_entries.c.journal_sequence, journal_entries.c.entry_index
+                ).limit(limit + 1)
             ).all()
         entries = [entry_from_row(row) for row in rows[:limit]]
         next_cursor = None
@@ -1657,7 +1807,9 @@ class Ledger:
         with self.engine.connect() as conn, conn.begin():
             result = conn.execute(
                 outbox_events.update()
-                .where(outbox_events.c.event_id.in_(list(event_ids)), outbox_events.c.sent_at.is_(None))
+                .where(
+                    outbox_events.c.event_id.in_(list(event_ids)), outbox_events.c.sent_at.is_(None)
+                )
                 .values(sent_at=sent_at or self.clock())
             )
             return int(result.rowcount)

@@ -87,7 +87,7 @@ def parse_amount(amount: object, exponent: int, *, allow_zero: bool = False) -> 
     Floats and bools are refused outright, as is any precision beyond ``exponent`` decimals:
     rounding money silently is the one thing a ledger must never do.
     """
-    if isinstance(amount, bool) or isinstance(amount, float):
+    if isinstance(amount, bool | float):
         raise InvalidAmount(
             f"amount must be decimal text, not {type(amount).__name__}",
             amount=repr(amount),

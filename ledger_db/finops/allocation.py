@@ -20,7 +20,13 @@ from ledger_db.errors import InvalidAmount, InvalidEntry
 from ledger_db.models import LedgerEntryInput, TransactionResult
 from ledger_db.money import default_registry
 
-__all__ = ["Allocation", "AllocationShare", "allocate_cost", "largest_remainder", "record_allocation"]
+__all__ = [
+    "Allocation",
+    "AllocationShare",
+    "allocate_cost",
+    "largest_remainder",
+    "record_allocation",
+]
 
 
 def largest_remainder(total_minor: int, weights: Mapping[str, int]) -> dict[str, int]:
@@ -135,7 +141,9 @@ def allocation_entries(
                     if allocation.weight_name.endswith("_ms")
                     else f"proportional_{allocation.weight_name}",
                     allocation.weight_name: share.weight,
-                    "allocated_total": registry.to_text(allocation.amount_minor, allocation.currency),
+                    "allocated_total": registry.to_text(
+                        allocation.amount_minor, allocation.currency
+                    ),
                 },
                 occurred_at=occurred_at,
             )

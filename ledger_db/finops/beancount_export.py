@@ -52,7 +52,9 @@ def account_names(rows: list[tuple[str, str, str]]) -> dict[tuple[str, str], str
     names: dict[tuple[str, str], str] = {}
     owners: dict[str, list[tuple[str, str]]] = {}
     for tenant_id, account_id, kind in rows:
-        name = f"{_ROOT_BY_KIND.get(kind, 'Assets')}:{_component(tenant_id)}:{_component(account_id)}"
+        name = (
+            f"{_ROOT_BY_KIND.get(kind, 'Assets')}:{_component(tenant_id)}:{_component(account_id)}"
+        )
         names[(tenant_id, account_id)] = name
         owners.setdefault(name, []).append((tenant_id, account_id))
     for name, keys in owners.items():

@@ -1,10 +1,10 @@
 """Which journal entries a FinOps question is about: one filter shared by reports and exports.
 
 The filter compiles to SQL on ``ledger_db.schema.journal_entries`` for both engines. By default
-it leaves out what is not a tenant-level money flow: counterpart entries (the balancing side of
-a recorded LedgerEntry, on the tenant's ``external`` account) and the internal movements of the
-hold flow (a freeze, a release, an expiry, and the capture's hops through hold bucket and
-escrow), so that every real flow is counted once.
+it leaves out what is not a tenant-level money flow, so that every real flow is counted once:
+counterpart entries (the balancing side of a recorded LedgerEntry or of a deposit, on the
+tenant's ``external`` account, and the escrow side of a capture or a payout) and the internal
+movements of the hold flow (a freeze, a release, an expiry, a capture's released remainder).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ledger_db.errors import InvalidEntry
-from ledger_db.schema import accounts, journal_entries, journal_transactions
+from ledger_db.schema import journal_entries
 
 __all__ = [
-    "INTERNAL_ACCOUNT_KINDS",
+    "HOLD_CATEGORY",
     "EntryFilter",
     "TimeField",
     "day_range",
@@ -35,11 +35,8 @@ __all__ = [
 
 TimeField = Literal["occurred_at", "recorded_at"]
 
-# Accounts whose movements never leave the tenant: money parked for a hold and captured funds
-# waiting to be paid out. Entries on them are internal hold movements.
-INTERNAL_ACCOUNT_KINDS: tuple[str, ...] = ("hold", "escrow")
-# Hold-flow transactions that only move money between an agent and its own hold bucket.
-INTERNAL_TRANSACTION_KINDS: tuple[str, ...] = ("freeze", "release", "expire")
+# The category the ledger gives its own hold movements (``ledger_db.ledger.CATEGORY_HOLD``).
+HOLD_CATEGORY = "HOLD"
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -127,29 +124,10 @@ def _has_tag(dialect_name: str, tag: str) -> Any:
 
 
 def internal_condition() -> Any:
-    """True for an internal hold movement (see the module docstring)."""
-    internal_accounts = (
-        sa.select(sa.literal(1))
-        .select_from(accounts)
-        .where(
-            accounts.c.tenant_id == journal_entries.c.tenant_id,
-            accounts.c.account_id == journal_entries.c.account_id,
-            accounts.c.kind.in_(INTERNAL_ACCOUNT_KINDS),
-        )
-    )
-    internal_transactions = (
-        sa.select(sa.literal(1))
-        .select_from(journal_transactions)
-        .where(
-            journal_transactions.c.sequence == journal_entries.c.journal_sequence,
-            journal_transactions.c.kind.in_(INTERNAL_TRANSACTION_KINDS),
-        )
-    )
-    return sa.or_(
-        journal_entries.c.account_id.like("@hold:%"),
-        journal_entries.c.account_id.like("@escrow:%"),
-        sa.exists(internal_accounts),
-        sa.and_(journal_entries.c.hold_id.is_not(None), sa.exists(internal_transactions)),
+    """True for an internal hold movement: the ledger files freezes, releases, expiries and a
+    capture's released remainder under the ``HOLD`` category, on entries that name their hold."""
+    return sa.and_(
+        journal_entries.c.category == HOLD_CATEGORY, journal_entries.c.hold_id.is_not(None)
     )
 
 

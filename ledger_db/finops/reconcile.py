@@ -33,10 +33,10 @@ from ledger_db.money import CurrencyRegistry, default_registry, parse_amount
 from ledger_db.schema import journal_entries
 
 __all__ = [
+    "STATUSES",
     "BillLine",
     "ReconciliationLine",
     "ReconciliationReport",
-    "STATUSES",
     "parse_bill",
     "reconcile_bill",
     "render_reconciliation_csv",
@@ -171,36 +171,71 @@ def parse_bill(text: str, *, registry: CurrencyRegistry | None = None) -> list[B
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) != len(header):
-            problems.append({"line": line, "field": "(row)", "code": "bad_row",
-                             "message": f"{len(cells)} cells where the header has {len(header)}"})
+            problems.append(
+                {
+                    "line": line,
+                    "field": "(row)",
+                    "code": "bad_row",
+                    "message": f"{len(cells)} cells where the header has {len(header)}",
+                }
+            )
             continue
         row = dict(zip(header, (cell.strip() for cell in cells), strict=True))
         before = len(problems)
         if not row["external_ref"]:
-            problems.append({"line": line, "field": "external_ref", "code": "missing_field",
-                             "message": "external_ref is required"})
+            problems.append(
+                {
+                    "line": line,
+                    "field": "external_ref",
+                    "code": "missing_field",
+                    "message": "external_ref is required",
+                }
+            )
         currency = row["currency"]
         amount_minor = 0
         try:
             registry.exponent(currency)
         except LedgerError as error:
-            problems.append({"line": line, "field": "currency", "code": "invalid_currency",
-                             "message": error.message})
+            problems.append(
+                {
+                    "line": line,
+                    "field": "currency",
+                    "code": "invalid_currency",
+                    "message": error.message,
+                }
+            )
         else:
             try:
                 amount_minor = _signed_minor(row["amount"], currency, registry)
             except LedgerError as error:
-                problems.append({"line": line, "field": "amount", "code": "invalid_amount",
-                                 "message": error.message})
+                problems.append(
+                    {
+                        "line": line,
+                        "field": "amount",
+                        "code": "invalid_amount",
+                        "message": error.message,
+                    }
+                )
         try:
             line_date = date.fromisoformat(row["date"][:10])
         except ValueError:
-            problems.append({"line": line, "field": "date", "code": "invalid_date",
-                             "message": f"date {row['date']!r} is not YYYY-MM-DD"})
+            problems.append(
+                {
+                    "line": line,
+                    "field": "date",
+                    "code": "invalid_date",
+                    "message": f"date {row['date']!r} is not YYYY-MM-DD",
+                }
+            )
         if len(problems) == before:
             lines.append(
-                BillLine(line=line, external_ref=row["external_ref"], amount_minor=amount_minor,
-                         currency=currency, date=line_date)
+                BillLine(
+                    line=line,
+                    external_ref=row["external_ref"],
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    date=line_date,
+                )
             )
     if problems:
         raise InvalidEntry(f"the bill has {len(problems)} bad line(s)", problems=problems)
@@ -245,8 +280,7 @@ def reconcile_bill(
     (for instance to one provider's category).
     """
     entry_filter = (base_filter or EntryFilter()).model_copy(
-        update={"tenant_id": tenant_id, "from_ts": None, "to_ts": None,
-                "time_field": "occurred_at"}
+        update={"tenant_id": tenant_id, "from_ts": None, "to_ts": None, "time_field": "occurred_at"}
     )
     dialect_name = connection.dialect.name
     base_conditions = filter_conditions(entry_filter, dialect_name)
@@ -296,23 +330,36 @@ def reconcile_bill(
             currency = sorted(ledger)[0]
             net, count = ledger[currency]
             outcomes.append(
-                ReconciliationLine(status="currency_mismatch", ledger_amount_minor=net,
-                                   ledger_currency=currency, ledger_entry_count=count, **common)
+                ReconciliationLine(
+                    status="currency_mismatch",
+                    ledger_amount_minor=net,
+                    ledger_currency=currency,
+                    ledger_entry_count=count,
+                    **common,
+                )
             )
         else:
             net, count = ledger[line.currency]
             status = "matched" if net == line.amount_minor else "amount_mismatch"
             outcomes.append(
-                ReconciliationLine(status=status, ledger_amount_minor=net,
-                                   ledger_currency=line.currency, ledger_entry_count=count,
-                                   **common)
+                ReconciliationLine(
+                    status=status,
+                    ledger_amount_minor=net,
+                    ledger_currency=line.currency,
+                    ledger_entry_count=count,
+                    **common,
+                )
             )
     for external_ref in sorted(set(in_period) - seen):
         for currency, (net, count) in sorted(in_period[external_ref].items()):
             outcomes.append(
-                ReconciliationLine(status="missing_from_bill", external_ref=external_ref,
-                                   ledger_amount_minor=net, ledger_currency=currency,
-                                   ledger_entry_count=count)
+                ReconciliationLine(
+                    status="missing_from_bill",
+                    external_ref=external_ref,
+                    ledger_amount_minor=net,
+                    ledger_currency=currency,
+                    ledger_entry_count=count,
+                )
             )
     return ReconciliationReport(
         tenant_id=tenant_id, period_from=period_from, period_to=period_to, lines=outcomes

@@ -491,7 +491,9 @@ def parse_records(
 # Writing
 
 
-def record_dict(entry: Mapping[str, Any], registry: CurrencyRegistry | None = None) -> dict[str, Any]:
+def record_dict(
+    entry: Mapping[str, Any], registry: CurrencyRegistry | None = None
+) -> dict[str, Any]:
     """A journal row (mapping with the journal's columns) -> the canonical v1.0 record."""
     registry = registry or default_registry()
     tags = entry.get("tags")

@@ -135,7 +135,9 @@ def run_report(
             columns.append(sa.cast(tags.c.value, sa.String).label("tag"))
         elif name in ("day", "month"):
             time_column = table[entry_filter.time_field]
-            columns.append(_period(time_column, dialect_name, 10 if name == "day" else 7).label(name))
+            columns.append(
+                _period(time_column, dialect_name, 10 if name == "day" else 7).label(name)
+            )
         else:
             raise InvalidEntry(f"unknown dimension {name!r}", field="group_by")
     amount_in = sa.func.sum(sa.case((table.direction == "IN", table.amount_minor), else_=0))
@@ -155,8 +157,10 @@ def run_report(
     rows = connection.execute(query).all()
     result = [
         ReportRow(
-            group={name: (None if row._mapping[name] is None else str(row._mapping[name]))
-                   for name in group_by},
+            group={
+                name: (None if row._mapping[name] is None else str(row._mapping[name]))
+                for name in group_by
+            },
             currency=row.currency,
             count=int(row.count),
             in_minor=int(row.in_minor or 0),
@@ -164,6 +168,7 @@ def run_report(
         )
         for row in rows
     ]
-    result.sort(key=lambda row: ([(v is not None, v or "") for v in row.group.values()],
-                                 row.currency))
+    result.sort(
+        key=lambda row: ([(v is not None, v or "") for v in row.group.values()], row.currency)
+    )
     return Report(group_by=list(group_by), filter=entry_filter, rows=result)
