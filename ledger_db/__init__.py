@@ -19,6 +19,7 @@ from ledger_db.models import (
     JournalEntry,
     LedgerEntryInput,
     Problem,
+    TransactionBatchResult,
     TransactionKind,
     TransactionResult,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "LedgerEntryInput",
     "LedgerError",
     "Problem",
+    "TransactionBatchResult",
     "TransactionKind",
     "TransactionResult",
     "default_registry",

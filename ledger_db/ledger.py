@@ -55,7 +55,12 @@ from ledger_db.errors import (
     TransactionAlreadyReversed,
     TransactionNotFound,
 )
-from ledger_db.ids import derive_event_id, derive_hold_id, derive_transaction_id
+from ledger_db.ids import (
+    derive_entry_id,
+    derive_event_id,
+    derive_hold_id,
+    derive_transaction_id,
+)
 from ledger_db.journal import EntryDraft, TransactionDraft, entry_from_row, iso
 from ledger_db.models import (
     Account,
@@ -68,6 +73,7 @@ from ledger_db.models import (
     HoldState,
     LedgerEntryInput,
     Problem,
+    TransactionBatchResult,
     TransactionKind,
     TransactionResult,
 )
@@ -101,6 +107,19 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 # Reasons and categories of the ledger's own movements. FinOps reports leave out the HOLD
 # category by default: freezing and releasing moves no money out of the tenant.
 CATEGORY_HOLD = "HOLD"
+_RECORD_FIELDS = (
+    "project_id",
+    "env",
+    "asset_id",
+    "task_id",
+    "external_ref",
+    "amount_minor",
+    "currency",
+    "reason",
+    "category",
+    "tags",
+    "meta",
+)
 EVENT_VERSION = "1.0"
 
 
@@ -1357,34 +1376,77 @@ class Ledger:
         operating account for its currency), balanced by a counterpart entry on the tenant's
         external account: the tenant's view of the transaction is exactly the records.
         """
+        if len(entries) > limits.entries_per_transaction_max // 2:
+            raise InvalidEntry(
+                f"at most {limits.entries_per_transaction_max // 2} records per transaction",
+                field="entries",
+            )
+        result = self._record(
+            "record_entries", [entries], tenant_id, idempotency_key, account_id, now
+        )
+        return result.transactions[0]
+
+    def record_entries_many(
+        self,
+        batches: Sequence[Sequence[LedgerEntryInput | Mapping[str, Any]]],
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        account_id: str | None = None,
+        now: datetime | None = None,
+    ) -> TransactionBatchResult:
+        """Records several batches, one journal transaction each, all in one DB transaction:
+        a whole import applies completely or not at all. At most ``batch_size_max`` records."""
+        if sum(len(batch) for batch in batches) > limits.batch_size_max:
+            raise InvalidEntry(f"at most {limits.batch_size_max} records per call", field="entries")
+        for batch in batches:
+            if len(batch) > limits.entries_per_transaction_max // 2:
+                raise InvalidEntry(
+                    f"at most {limits.entries_per_transaction_max // 2} records per batch",
+                    field="entries",
+                )
+        return self._record(
+            "record_entries_many", batches, tenant_id, idempotency_key, account_id, now
+        )
+
+    def _record(
+        self,
+        operation: str,
+        batches: Sequence[Sequence[LedgerEntryInput | Mapping[str, Any]]],
+        tenant_id: str,
+        idempotency_key: str,
+        account_id: str | None,
+        now: datetime | None,
+    ) -> TransactionBatchResult:
         check_tenant_id(tenant_id)
         check_idempotency_key(idempotency_key)
         if account_id is not None:
             check_account_id(account_id)
         if now is not None:
             check_aware(now, "now")
-        if not entries:
+        if not batches or any(not batch for batch in batches):
             raise InvalidEntry("no entries to record", field="entries")
-        if len(entries) > limits.entries_per_transaction_max // 2:
-            raise InvalidEntry(
-                f"at most {limits.entries_per_transaction_max // 2} records per transaction",
-                field="entries",
-            )
-        records = [
-            self._check_record(entry, index, tenant_id) for index, entry in enumerate(entries)
-        ]
-        ids = [r["ledger_entry_id"] for r in records if r["ledger_entry_id"] is not None]
+        checked: list[list[dict[str, Any]]] = []
+        index = 0
+        for batch in batches:
+            checked.append([])
+            for entry in batch:
+                checked[-1].append(self._check_record(entry, index, tenant_id))
+                index += 1
+        ids = [r["ledger_entry_id"] for b in checked for r in b if r["ledger_entry_id"]]
         if len(ids) != len(set(ids)):
             raise InvalidEntry("a ledger_entry_id appears twice", field="ledger_entry_id")
-        request = {"account_id": account_id, "records": records}
-        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "record")
+        request = {"account_id": account_id, "batches": checked}
+        single = operation == "record_entries"
 
-        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
+        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionBatchResult:
             at = now or recorded_at
-            if ids:
+            for start in range(0, len(ids), limits.page_size_max):
                 taken = conn.execute(
                     sa.select(journal_entries.c.ledger_entry_id).where(
-                        journal_entries.c.ledger_entry_id.in_(ids)
+                        journal_entries.c.ledger_entry_id.in_(
+                            ids[start : start + limits.page_size_max]
+                        )
                     )
                 ).first()
                 if taken is not None:
@@ -1393,99 +1455,114 @@ class Ledger:
                         field="ledger_entry_id",
                         ledger_entry_id=taken.ledger_entry_id,
                     )
-            targets: list[str] = []
-            system: list[tuple[str, AccountKind, str]] = []
-            for record in records:
-                currency = record["currency"]
-                target = record["account_id"] or account_id
-                if target is None:
-                    target = _system_account_id(AccountKind.OPERATING, currency)
-                    system.append((target, AccountKind.OPERATING, currency))
-                system.append(
-                    (
-                        _system_account_id(AccountKind.EXTERNAL, currency),
-                        AccountKind.EXTERNAL,
-                        currency,
+            targets = [[self._record_target(r, account_id) for r in batch] for batch in checked]
+            system: set[tuple[str, AccountKind, str]] = set()
+            for batch in checked:
+                for record in batch:
+                    currency = record["currency"]
+                    system.add(
+                        (
+                            _system_account_id(AccountKind.EXTERNAL, currency),
+                            AccountKind.EXTERNAL,
+                            currency,
+                        )
                     )
-                )
-                targets.append(target)
-            self._ensure_accounts(conn, tenant_id, sorted(set(system)))
-            locked = self._lock_accounts(conn, tenant_id, targets + [s[0] for s in system])
-            drafts: list[EntryDraft] = []
-            outflow: dict[str, int] = {}
-            for record, target in zip(records, targets, strict=True):
-                row = locked[target]
-                if row.kind not in (AccountKind.AGENT.value, AccountKind.OPERATING.value):
-                    raise InvalidEntry(
-                        f"records post to agent or operating accounts, not {row.kind}",
-                        field="account_id",
-                    )
-                if row.status != "open":
-                    raise AccountClosed(f"account {target!r} is closed")
-                self._check_currency(record["currency"], row.currency)
-                direction = Direction(record["direction"])
-                signed = (
-                    record["amount_minor"]
-                    if direction is Direction.OUT
-                    else -record["amount_minor"]
-                )
-                outflow[target] = outflow.get(target, 0) + signed
-                fields = {
-                    key: record[key]
-                    for key in (
-                        "project_id",
-                        "env",
-                        "asset_id",
-                        "task_id",
-                        "external_ref",
-                        "amount_minor",
-                        "currency",
-                        "reason",
-                        "category",
-                        "tags",
-                        "meta",
-                    )
-                }
-                occurred = (
-                    datetime.fromisoformat(record["occurred_at"]) if record["occurred_at"] else at
-                )
-                primary_id = record["ledger_entry_id"] or str(uuid.uuid4())
-                drafts.append(
-                    EntryDraft(
-                        account_id=target,
-                        direction=direction,
-                        occurred_at=occurred,
-                        ledger_entry_id=primary_id,
-                        **fields,
-                    )
-                )
-                drafts.append(
-                    EntryDraft(
-                        account_id=_system_account_id(AccountKind.EXTERNAL, record["currency"]),
-                        direction=Direction.IN if direction is Direction.OUT else Direction.OUT,
-                        occurred_at=occurred,
-                        counterpart=True,
-                        ledger_entry_id=str(uuid.uuid5(uuid.UUID(primary_id), "counterpart")),
-                        **fields,
-                    )
-                )
-            for target, debit in outflow.items():
-                if debit > 0:
-                    self._check_available(locked[target], debit)
-            draft = TransactionDraft(
-                tenant_id=tenant_id,
-                transaction_id=transaction_id,
-                kind=TransactionKind.RECORD.value,
-                idempotency_key=idempotency_key,
-                occurred_at=at,
-                recorded_at=recorded_at,
-                entries=drafts,
+                    if record["account_id"] is None and account_id is None:
+                        system.add(
+                            (
+                                _system_account_id(AccountKind.OPERATING, currency),
+                                AccountKind.OPERATING,
+                                currency,
+                            )
+                        )
+            self._ensure_accounts(conn, tenant_id, sorted(system))
+            locked = self._lock_accounts(
+                conn, tenant_id, [t for batch in targets for t in batch] + [s[0] for s in system]
             )
-            return self._transaction_result(conn, draft)
+            # Available balances move batch by batch, so that no journal transaction leaves an
+            # agent below its overdraft even for an instant of the journal's history.
+            spent: dict[str, int] = {}
+            results: list[TransactionResult] = []
+            for number, (batch, batch_targets) in enumerate(zip(checked, targets, strict=True)):
+                transaction_id = derive_transaction_id(
+                    tenant_id, idempotency_key, "record" if single else f"record:{number}"
+                )
+                drafts: list[EntryDraft] = []
+                for position, (record, target) in enumerate(zip(batch, batch_targets, strict=True)):
+                    drafts += self._record_drafts(
+                        record, target, locked[target], transaction_id, position, at
+                    )
+                    signed = (
+                        record["amount_minor"]
+                        if record["direction"] == "OUT"
+                        else -record["amount_minor"]
+                    )
+                    spent[target] = spent.get(target, 0) + signed
+                for target in set(batch_targets):
+                    if spent[target] > 0:
+                        self._check_available(locked[target], spent[target])
+                draft = TransactionDraft(
+                    tenant_id=tenant_id,
+                    transaction_id=transaction_id,
+                    kind=TransactionKind.RECORD.value,
+                    idempotency_key=idempotency_key,
+                    occurred_at=at,
+                    recorded_at=recorded_at,
+                    entries=drafts,
+                )
+                results.append(self._transaction_result(conn, draft))
+            return TransactionBatchResult(tenant_id=tenant_id, transactions=results)
 
         return self._write(
-            "record_entries", tenant_id, idempotency_key, request, TransactionResult, write
+            operation, tenant_id, idempotency_key, request, TransactionBatchResult, write
         )
+
+    @staticmethod
+    def _record_target(record: Mapping[str, Any], account_id: str | None) -> str:
+        target = record["account_id"] or account_id
+        if target is None:
+            return _system_account_id(AccountKind.OPERATING, record["currency"])
+        return str(target)
+
+    def _record_drafts(
+        self,
+        record: Mapping[str, Any],
+        target: str,
+        row: Any,
+        transaction_id: str,
+        position: int,
+        at: datetime,
+    ) -> list[EntryDraft]:
+        """The primary entry of a v1.0 record and its counterpart on the external account."""
+        if row.kind not in (AccountKind.AGENT.value, AccountKind.OPERATING.value):
+            raise InvalidEntry(
+                f"records post to agent or operating accounts, not {row.kind}",
+                field="account_id",
+            )
+        if row.status != "open":
+            raise AccountClosed(f"account {target!r} is closed")
+        self._check_currency(record["currency"], row.currency)
+        direction = Direction(record["direction"])
+        fields = {key: record[key] for key in _RECORD_FIELDS}
+        occurred = datetime.fromisoformat(record["occurred_at"]) if record["occurred_at"] else at
+        primary_id = record["ledger_entry_id"] or derive_entry_id(transaction_id, 2 * position)
+        return [
+            EntryDraft(
+                account_id=target,
+                direction=direction,
+                occurred_at=occurred,
+                ledger_entry_id=primary_id,
+                **fields,
+            ),
+            EntryDraft(
+                account_id=_system_account_id(AccountKind.EXTERNAL, record["currency"]),
+                direction=Direction.IN if direction is Direction.OUT else Direction.OUT,
+                occurred_at=occurred,
+                counterpart=True,
+                ledger_entry_id=str(uuid.uuid5(uuid.UUID(primary_id), "counterpart")),
+                **fields,
+            ),
+        ]
 
     def _check_record(
         self, entry: LedgerEntryInput | Mapping[str, Any], index: int, tenant_id: str

@@ -27,6 +27,7 @@ __all__ = [
     "JournalEntry",
     "LedgerEntryInput",
     "Problem",
+    "TransactionBatchResult",
     "TransactionKind",
     "TransactionResult",
 ]
@@ -214,6 +215,14 @@ class TransactionResult(_Record):
     entries: list[JournalEntry]
     hold: Hold | None = None
     reverses_transaction_id: str | None = None
+    replayed: bool = False
+
+
+class TransactionBatchResult(_Record):
+    """What ``record_entries_many`` returns: one journal transaction per batch, in order."""
+
+    tenant_id: str
+    transactions: list[TransactionResult]
     replayed: bool = False
 
 
