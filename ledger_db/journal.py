@@ -234,6 +234,21 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
                 "hold_id": entry.hold_id,
             }
         )
+    moved = sorted((account_id, delta) for account_id, delta in deltas.items() if delta)
+    # The rows are locked by the caller; the new balances are computed here so that a balance
+    # leaving the 64-bit range is refused the same way on both engines, before any write.
+    current = {
+        row.account_id: int(row.balance_minor)
+        for row in connection.execute(
+            sa.select(accounts.c.account_id, accounts.c.balance_minor).where(
+                accounts.c.tenant_id == draft.tenant_id,
+                accounts.c.account_id.in_([account_id for account_id, _ in moved]),
+            )
+        )
+    }
+    for account_id, delta in moved:
+        if abs(current[account_id] + delta) > limits.amount_minor_max:
+            raise InvalidAmount("balance would leave the 64-bit range", account_id=account_id)
     new_hash = transaction_hash(head.last_hash, transaction_row, entry_rows)
     connection.execute(
         journal_transactions.insert().values(
@@ -246,17 +261,12 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
         .where(journal_head.c.id == 1)
         .values(last_sequence=sequence, last_hash=new_hash)
     )
-    for account_id, delta in sorted(deltas.items()):
-        if delta == 0:
-            continue
-        result = connection.execute(
+    for account_id, delta in moved:
+        connection.execute(
             accounts.update()
             .where(accounts.c.tenant_id == draft.tenant_id, accounts.c.account_id == account_id)
-            .values(balance_minor=accounts.c.balance_minor + delta, last_sequence=sequence)
-            .returning(accounts.c.balance_minor)
-        ).one()
-        if abs(int(result.balance_minor)) > limits.amount_minor_max:
-            raise InvalidAmount("balance would leave the 64-bit range", account_id=account_id)
+            .values(balance_minor=current[account_id] + delta, last_sequence=sequence)
+        )
     return sequence, [entry_from_row(row) for row in entry_rows]
 
 

@@ -71,13 +71,14 @@ from ledger_db.models import (
     Event,
     Hold,
     HoldState,
+    JournalEntry,
     LedgerEntryInput,
     Problem,
     TransactionBatchResult,
     TransactionKind,
     TransactionResult,
 )
-from ledger_db.money import CurrencyRegistry, default_registry, parse_amount
+from ledger_db.money import CurrencyRegistry, canonical_decimal, default_registry, parse_amount
 from ledger_db.schema import (
     accounts,
     holds,
@@ -647,13 +648,11 @@ class Ledger:
         meta_clean = check_meta(meta)
         if occurred_at is not None:
             check_aware(occurred_at, "occurred_at")
-        if isinstance(amount, bool | float):
-            parse_amount(amount, 0)
         # The exponent depends on the account, so the amount is parsed once it is known; the
         # request hash uses the amount's exact decimal value.
         request = {
             "account_id": account_id,
-            "amount": str(amount),
+            "amount": canonical_decimal(amount),
             "currency": currency,
             "external_ref": external_ref,
             "reason": reason,
@@ -756,11 +755,9 @@ class Ledger:
         check_text(env, "env")
         if now is not None:
             check_aware(now, "now")
-        if isinstance(amount, bool | float):
-            parse_amount(amount, 0)
         request = {
             "account_id": account_id,
-            "amount": str(amount),
+            "amount": canonical_decimal(amount),
             "reason": reason,
             "ttl_seconds": ttl_seconds,
             "currency": currency,
@@ -889,12 +886,10 @@ class Ledger:
             check_account_id(payee_account_id, field="payee_account_id")
         if now is not None:
             check_aware(now, "now")
-        if isinstance(amount, bool | float):
-            parse_amount(amount, 0)
         request = {
             "hold_id": hold_id,
             "order_id": order_id,
-            "amount": None if amount is None else str(amount),
+            "amount": None if amount is None else canonical_decimal(amount),
             "currency": currency,
             "payee_account_id": payee_account_id,
         }
@@ -1384,7 +1379,7 @@ class Ledger:
         result = self._record(
             "record_entries", [entries], tenant_id, idempotency_key, account_id, now
         )
-        return result.transactions[0]
+        return result.transactions[0].model_copy(update={"replayed": result.replayed})
 
     def record_entries_many(
         self,
@@ -1405,9 +1400,13 @@ class Ledger:
                     f"at most {limits.entries_per_transaction_max // 2} records per batch",
                     field="entries",
                 )
-        return self._record(
+        result = self._record(
             "record_entries_many", batches, tenant_id, idempotency_key, account_id, now
         )
+        if not result.replayed:
+            return result
+        replayed = [t.model_copy(update={"replayed": True}) for t in result.transactions]
+        return result.model_copy(update={"transactions": replayed})
 
     def _record(
         self,
@@ -1834,6 +1833,47 @@ class Ledger:
             entries=entries,
             reverses_transaction_id=row.reverses_transaction_id,
         )
+
+    def list_transactions(
+        self,
+        *,
+        tenant_id: str,
+        hold_id: str | None = None,
+        after_sequence: int = 0,
+        limit: int = limits.page_size_default,
+    ) -> list[TransactionResult]:
+        """The tenant's journal transactions (with their entries) in journal order, optionally
+        those of one hold; page with ``after_sequence`` = the last ``journal_sequence`` seen."""
+        check_tenant_id(tenant_id)
+        limit = max(1, min(limit, limits.page_size_max))
+        query = sa.select(journal_transactions).where(
+            journal_transactions.c.tenant_id == tenant_id,
+            journal_transactions.c.sequence > after_sequence,
+        )
+        if hold_id is not None:
+            query = query.where(journal_transactions.c.hold_id == hold_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(journal_transactions.c.sequence).limit(limit)).all()
+            sequences = [int(row.sequence) for row in rows]
+            entries: dict[int, list[JournalEntry]] = {sequence: [] for sequence in sequences}
+            if sequences:
+                for entry in conn.execute(
+                    sa.select(journal_entries)
+                    .where(journal_entries.c.journal_sequence.in_(sequences))
+                    .order_by(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
+                ):
+                    entries[int(entry.journal_sequence)].append(entry_from_row(entry))
+        return [
+            TransactionResult(
+                tenant_id=tenant_id,
+                transaction_id=row.transaction_id,
+                kind=TransactionKind(row.kind),
+                journal_sequence=int(row.sequence),
+                entries=entries[int(row.sequence)],
+                reverses_transaction_id=row.reverses_transaction_id,
+            )
+            for row in rows
+        ]
 
     # ------------------------------------------------------------------ outbox
 

@@ -21,6 +21,7 @@ from ledger_db.errors import InvalidAmount, UnknownCurrency
 __all__ = [
     "DEFAULT_CUSTOM_CURRENCIES",
     "CurrencyRegistry",
+    "canonical_decimal",
     "default_registry",
     "format_minor",
     "parse_amount",
@@ -87,6 +88,24 @@ def parse_amount(amount: object, exponent: int, *, allow_zero: bool = False) -> 
     Floats and bools are refused outright, as is any precision beyond ``exponent`` decimals:
     rounding money silently is the one thing a ledger must never do.
     """
+    value = _to_decimal(amount)
+    scaled = value.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise InvalidAmount(
+            f"amount {amount!r} has more than {exponent} decimals", amount=str(amount)
+        )
+    minor = int(scaled)
+    if minor < 0 or (minor == 0 and not allow_zero):
+        raise InvalidAmount(f"amount {amount!r} must be greater than zero", amount=str(amount))
+    if minor > limits.amount_minor_max:
+        raise InvalidAmount(
+            f"amount {amount!r} is above the maximum of 2^63-1 minor units", amount=str(amount)
+        )
+    return minor
+
+
+def _to_decimal(amount: object) -> Decimal:
+    """Decimal text, ``Decimal`` or ``int`` -> a finite ``Decimal``; nothing else."""
     if isinstance(amount, bool | float):
         raise InvalidAmount(
             f"amount must be decimal text, not {type(amount).__name__}",
@@ -110,19 +129,19 @@ def parse_amount(amount: object, exponent: int, *, allow_zero: bool = False) -> 
         )
     if not value.is_finite():
         raise InvalidAmount(f"amount {amount!r} is not finite", amount=str(amount))
-    scaled = value.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
-        raise InvalidAmount(
-            f"amount {amount!r} has more than {exponent} decimals", amount=str(amount)
-        )
-    minor = int(scaled)
-    if minor < 0 or (minor == 0 and not allow_zero):
+    return value
+
+
+def canonical_decimal(amount: object) -> str:
+    """The exact value of a positive decimal amount as canonical text ("1.0" and "1.00" are
+    both "1"), for hashing a request before its currency is known. Refuses what
+    :func:`parse_amount` refuses whatever the currency: floats, bools, junk, zero, negatives."""
+    value = _to_decimal(amount)
+    if value <= 0:
         raise InvalidAmount(f"amount {amount!r} must be greater than zero", amount=str(amount))
-    if minor > limits.amount_minor_max:
-        raise InvalidAmount(
-            f"amount {amount!r} is above the maximum of 2^63-1 minor units", amount=str(amount)
-        )
-    return minor
+    if value.adjusted() > 30:
+        raise InvalidAmount(f"amount {amount!r} is out of range", amount=str(amount))
+    return format(value.normalize(), "f")
 
 
 def format_minor(amount_minor: int, exponent: int) -> str:

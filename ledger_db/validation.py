@@ -25,13 +25,14 @@ __all__ = [
 ]
 
 _ACCOUNT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# No '.' in tenant IDs: a tenant is one token of the bus subject billing.<tenant>.<type>.
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
 def check_tenant_id(tenant_id: object) -> str:
     if not isinstance(tenant_id, str) or not _TENANT_ID.match(tenant_id):
         raise InvalidEntry(
-            "tenant_id must be 1-128 characters of letters, digits, '.', '_' or '-'",
+            "tenant_id must be 1-128 characters of letters, digits, '_' or '-'",
             field="tenant_id",
         )
     return tenant_id
