@@ -9,6 +9,7 @@ fixed order (see ``ledger_db.ledger``).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,12 @@ def create_engine(url: str, **options: Any) -> sa.Engine:
     options.setdefault("pool_size", 10)
     options.setdefault("max_overflow", 40)
     options.setdefault("pool_pre_ping", True)
-    return sa.create_engine(parsed, **options)
+    connect_args = options.pop("connect_args", {})
+    # psycopg prepares a statement after five runs and PostgreSQL may then keep a generic plan
+    # made while a table was empty (seen: the ledger_entry_id check taking seconds after 100k
+    # rows). The ledger's statements are short; planning each one is the cheaper risk.
+    connect_args.setdefault("prepare_threshold", None)
+    return sa.create_engine(parsed, connect_args=connect_args, **options)
 
 
 def _create_sqlite_engine(url: sa.URL, **options: Any) -> sa.Engine:
@@ -82,9 +88,20 @@ def _alembic_config(connection: sa.Connection) -> Config:
     return config
 
 
+_migration_lock = threading.Lock()
+
+
 def migrate(engine: sa.Engine, revision: str = "head") -> None:
-    """Brings the schema to ``revision`` (forward-only, numbered migrations); idempotent."""
-    with engine.connect() as connection:
+    """Brings the schema to ``revision`` (forward-only, numbered migrations); idempotent.
+
+    Safe when several processes or threads start at once: Alembic's context is global to the
+    process (a thread lock), PostgreSQL migrators queue on an advisory lock, and SQLite ones
+    on the database's write lock (``BEGIN IMMEDIATE``) instead of failing to upgrade a read.
+    """
+    with (
+        _migration_lock,
+        engine.connect().execution_options(sqlite_begin="IMMEDIATE") as connection,
+    ):
         if engine.dialect.name == "postgresql":
             connection.execute(
                 sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}

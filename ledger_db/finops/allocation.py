@@ -130,7 +130,7 @@ def allocation_entries(
                 asset_id=allocation.asset_id,
                 task_id=share.task_id,
                 external_ref=external_ref,
-                direction="OUT",  # type: ignore[arg-type]
+                direction="OUT",
                 amount=registry.to_text(share.amount_minor, allocation.currency),
                 currency=allocation.currency,
                 reason=reason,

@@ -402,7 +402,8 @@ def _validate_row(
         amount = row["amount"]
         if isinstance(amount, Decimal | int | str) and not isinstance(amount, bool):
             try:
-                amount_minor = registry.to_minor(amount, str(currency))
+                exact = format(amount, "f") if isinstance(amount, Decimal) else amount
+                amount_minor = registry.to_minor(exact, str(currency))
             except LedgerError as error:
                 bad("amount", "invalid_amount", error.message)
     timestamps: dict[str, datetime | None] = {"occurred_at": None, "recorded_at": None}
@@ -542,22 +543,20 @@ def render_json(records: Iterable[Mapping[str, Any]]) -> Iterator[str]:
     yield "[]\n" if first else "\n]\n"
 
 
-def render_csv(records: Iterable[Mapping[str, Any]]) -> Iterator[str]:
+def render_csv(
+    records: Iterable[Mapping[str, Any]], fields: Sequence[str] = FIELDS
+) -> Iterator[str]:
     """A header and one row per entry; tags and meta as JSON text, nulls as empty cells."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(FIELDS)
-    yield flush()
+    writer.writerow(fields)
     for record in records:
-        writer.writerow([_csv_cell(name, record.get(name)) for name in FIELDS])
-        yield flush()
+        writer.writerow([_csv_cell(name, record.get(name)) for name in fields])
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def _csv_cell(name: str, value: Any) -> str:
@@ -566,7 +565,3 @@ def _csv_cell(name: str, value: Any) -> str:
     if name in ("tags", "meta"):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
-
-
-def records_sorted_by_line(records: Sequence[ParsedRecord]) -> list[ParsedRecord]:
-    return sorted(records, key=lambda record: record.line)

@@ -162,7 +162,7 @@ def run_report(
                 for name in group_by
             },
             currency=row.currency,
-            count=int(row.count),
+            count=int(row._mapping["count"]),
             in_minor=int(row.in_minor or 0),
             out_minor=int(row.out_minor or 0),
         )

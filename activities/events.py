@@ -1,0 +1,272 @@
+"""Billing events: from the ledger's outbox to NATS JetStream, at least once, deduplicated.
+
+The journal transaction and its outbox rows commit together (``ledger_db``). Then:
+
+- the ``publish`` activity sends one transaction's unsent events and marks them sent. The
+  HoldWorkflow starts it beside the saga with a short retry policy of its own, so a bus outage
+  never blocks or fails a hold;
+- the relay (:func:`relay_unsent`, :func:`relay_outbox` for the CLI, and a periodic task in the
+  worker) sends whatever is still unsent: a crash between publish and mark, or an outage.
+
+On the bus: stream ``BILLING`` over subjects ``billing.>``, one message per event on
+``billing.<tenant>.<type>`` with header ``Nats-Msg-Id`` = the event ID, so JetStream drops a
+resend within its duplicate window, and consumers dedupe by event ID beyond it. Without
+``NATS_URL`` publishing is a no-op and the outbox itself is the event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+from temporalio import activity
+
+from ledger_db import Event, Ledger
+from ledger_db import limits as ledger_limits
+from workflows import activity_names
+from workflows.models import PublishEventsInput
+
+__all__ = [
+    "EventActivities",
+    "EventPublisher",
+    "NatsSettings",
+    "event_message",
+    "event_subject",
+    "relay_outbox",
+    "relay_unsent",
+]
+
+log = logging.getLogger(__name__)
+
+# JetStream drops a message whose Nats-Msg-Id it saw within this window. An hour covers any
+# relay of a crash or an outage of ordinary length; consumers dedupe by event ID beyond it.
+DUPLICATE_WINDOW_SECONDS = 3600.0
+PUBLISH_ACK_TIMEOUT_SECONDS = 5.0
+RELAY_BATCH_SIZE = 100
+# One relay run sends at most this many batches; the next run continues where it stopped.
+RELAY_BATCHES_MAX = 100
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    """Where events go. ``url`` None means no bus: the outbox is the event log."""
+
+    url: str | None = None
+    stream: str = "BILLING"
+    subject_prefix: str = "billing"
+    connect_timeout_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> NatsSettings:
+        environ = os.environ if environ is None else environ
+        return cls(
+            url=environ.get("NATS_URL") or None,
+            stream=environ.get("NATS_STREAM") or "BILLING",
+            subject_prefix=environ.get("NATS_SUBJECT_PREFIX") or "billing",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None
+
+
+def _subject_token(text: str) -> str:
+    # A dot separates subject tokens and tenant IDs may contain dots: escape it so that each
+    # tenant stays exactly one token (tenant IDs never contain '%').
+    return text.replace("%", "%25").replace(".", "%2E")
+
+
+def event_subject(settings: NatsSettings, event: Event) -> str:
+    """``billing.<tenant>.<type>``."""
+    return f"{settings.subject_prefix}.{_subject_token(event.tenant_id)}.{event.type}"
+
+
+def event_message(event: Event) -> bytes:
+    """The envelope as published: every field but the outbox's own bookkeeping."""
+    body = event.model_dump(mode="json", exclude={"sequence", "sent_at"})
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+class EventPublisher:
+    """One NATS connection (opened lazily, reopened after a failure) publishing to JetStream."""
+
+    def __init__(self, settings: NatsSettings) -> None:
+        self.settings = settings
+        self._client: NatsClient | None = None
+        self._jetstream: JetStreamContext | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
+    async def _connect(self) -> JetStreamContext:
+        async with self._lock:
+            if self._jetstream is not None and self._client is not None:
+                if self._client.is_connected:
+                    return self._jetstream
+                await self._reset()
+            # Fail fast when the bus is down: the activity's retry policy and the relay do the
+            # retrying. (nats-py treats max_reconnect_attempts=0 as "forever" while connecting.)
+            timeout = self.settings.connect_timeout_seconds
+            client = await asyncio.wait_for(
+                nats.connect(
+                    servers=[self.settings.url or ""],
+                    connect_timeout=timeout,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0,
+                    name="compute-ledger",
+                    error_cb=_log_nats_error,
+                ),
+                timeout=2 * timeout + 1,
+            )
+            try:
+                jetstream = client.jetstream()
+                await self._ensure_stream(jetstream)
+            except BaseException:
+                await client.close()
+                raise
+            self._client, self._jetstream = client, jetstream
+            return jetstream
+
+    async def _ensure_stream(self, jetstream: JetStreamContext) -> None:
+        try:
+            await jetstream.stream_info(self.settings.stream)
+            return
+        except NotFoundError:
+            pass
+        try:
+            await jetstream.add_stream(
+                StreamConfig(
+                    name=self.settings.stream,
+                    subjects=[f"{self.settings.subject_prefix}.>"],
+                    duplicate_window=DUPLICATE_WINDOW_SECONDS,
+                )
+            )
+        except Exception:
+            # Another worker may have created it a moment ago; only then is this fine.
+            await jetstream.stream_info(self.settings.stream)
+
+    async def _reset(self) -> None:
+        client, self._client, self._jetstream = self._client, None, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    async def publish(self, events: Sequence[Event]) -> list[str]:
+        """Publishes ``events`` in order; returns their IDs. Raises if any was not acknowledged."""
+        if not self.enabled or not events:
+            return []
+        jetstream = await self._connect()
+        published: list[str] = []
+        try:
+            for event in events:
+                await jetstream.publish(
+                    event_subject(self.settings, event),
+                    event_message(event),
+                    timeout=PUBLISH_ACK_TIMEOUT_SECONDS,
+                    stream=self.settings.stream,
+                    headers={"Nats-Msg-Id": event.event_id},
+                )
+                published.append(event.event_id)
+        except BaseException:
+            await self._reset()
+            raise
+        return published
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._reset()
+
+
+async def _log_nats_error(error: Exception) -> None:
+    log.warning("NATS error: %s", error)
+
+
+class EventActivities:
+    """The publish activity, bound to a ledger and a publisher."""
+
+    def __init__(self, ledger: Ledger, publisher: EventPublisher) -> None:
+        self.ledger = ledger
+        self.publisher = publisher
+
+    def all(self) -> list[Any]:
+        return [self.publish_transaction_events]
+
+    @activity.defn(name=activity_names.PUBLISH_EVENTS)
+    async def publish_transaction_events(self, params: PublishEventsInput) -> int:
+        """Sends one transaction's unsent events and marks them sent; returns how many."""
+        if not self.publisher.enabled:
+            return 0
+        events = await asyncio.to_thread(
+            self.ledger.list_events,
+            tenant_id=params.tenant_id,
+            transaction_id=params.transaction_id,
+            unsent_only=True,
+            limit=ledger_limits.page_size_max,
+        )
+        sent = await self.publisher.publish(events)
+        await asyncio.to_thread(self.ledger.mark_events_sent, sent)
+        return len(sent)
+
+
+async def relay_unsent(
+    ledger: Ledger,
+    publisher: EventPublisher,
+    *,
+    tenant_id: str | None = None,
+    batch_size: int = RELAY_BATCH_SIZE,
+    batches_max: int = RELAY_BATCHES_MAX,
+) -> int:
+    """Sends every unsent outbox event (oldest first) and marks it sent; returns how many."""
+    if not publisher.enabled:
+        return 0
+    after_sequence = 0
+    sent_total = 0
+    for _ in range(batches_max):
+        events = await asyncio.to_thread(
+            ledger.list_events,
+            tenant_id=tenant_id,
+            after_sequence=after_sequence,
+            limit=batch_size,
+            unsent_only=True,
+        )
+        if not events:
+            break
+        sent = await publisher.publish(events)
+        await asyncio.to_thread(ledger.mark_events_sent, sent)
+        sent_total += len(sent)
+        after_sequence = events[-1].sequence
+        if len(events) < batch_size:
+            break
+    return sent_total
+
+
+async def relay_outbox(*, config: Any = None, tenant_id: str | None = None) -> int:
+    """The ``compute-ledger relay`` entry point: one relay run with the environment's settings.
+
+    ``config`` is a ``starter.client.ClientConfig`` (default: from the environment).
+    """
+    if config is None:
+        from starter.client import ClientConfig
+
+        config = ClientConfig.from_env()
+    ledger = await asyncio.to_thread(Ledger.from_url, config.database_url)
+    publisher = EventPublisher(config.nats)
+    try:
+        return await relay_unsent(ledger, publisher, tenant_id=tenant_id)
+    finally:
+        await publisher.close()
+        ledger.close()

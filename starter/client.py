@@ -1,0 +1,548 @@
+"""The Python client of the compute ledger: the saga through Temporal, the rest straight to the DB.
+
+See ``docs/client-api.md``. Holds go through their ``HoldWorkflow`` (workflow ID
+``hold-<hold_id>``, with ``hold_id = derive_hold_id(tenant, idempotency key)``, so a hold ID
+finds its workflow without a search); accounts, deposits and reads go to ``ledger_db``.
+Every failure surfaces as a :class:`ledger_db.errors.LedgerError` subclass with its stable code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.events import NatsSettings
+from ledger_db import (
+    Account,
+    Balance,
+    EntriesPage,
+    Event,
+    Hold,
+    Ledger,
+    TransactionResult,
+)
+from ledger_db.errors import (
+    HoldNotFound,
+    IdempotencyKeyReused,
+    InvalidAmount,
+    LedgerError,
+    error_class_for_code,
+)
+from ledger_db.ids import derive_hold_id, hold_workflow_id
+from ledger_db.validation import check_idempotency_key, check_tenant_id
+from workflows import search_attributes as sa
+from workflows.hold import HoldWorkflow
+from workflows.models import (
+    CaptureRequest,
+    FreezeRequest,
+    HoldWorkflowState,
+    ReleaseRequest,
+    canonical_amount,
+    is_repeat,
+    resolution_conflict,
+)
+
+__all__ = ["ClientConfig", "LedgerClient", "ledger_error_from"]
+
+T = TypeVar("T")
+
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEFAULT_NAMESPACE = "default"
+DEFAULT_TASK_QUEUE = "compute-ledger"
+DEFAULT_RELAY_INTERVAL_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Where the ledger lives: Temporal, the database and the bus. Shared by client and worker."""
+
+    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
+    namespace: str = DEFAULT_NAMESPACE
+    task_queue: str = DEFAULT_TASK_QUEUE
+    database_url: str | None = None
+    nats: NatsSettings = field(default_factory=NatsSettings)
+    relay_interval_seconds: float = DEFAULT_RELAY_INTERVAL_SECONDS
+    # The time-skipping test server has no Update-With-Start: there the client starts the
+    # workflow (USE_EXISTING) and then sends the freeze update, which the workflow answers alike.
+    update_with_start: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:
+        environ = os.environ if environ is None else environ
+        return cls(
+            temporal_address=environ.get("TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS,
+            namespace=environ.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE,
+            task_queue=environ.get("LEDGER_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+            database_url=environ.get("LEDGER_DATABASE_URL") or None,
+            nats=NatsSettings.from_env(environ),
+            relay_interval_seconds=float(
+                environ.get("LEDGER_RELAY_INTERVAL_SECONDS") or DEFAULT_RELAY_INTERVAL_SECONDS
+            ),
+        )
+
+    @property
+    def nats_url(self) -> str | None:
+        return self.nats.url
+
+
+async def connect_temporal(config: ClientConfig) -> Client:
+    """A Temporal client with the pydantic data converter, as every part of the project uses."""
+    return await Client.connect(
+        config.temporal_address,
+        namespace=config.namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def ledger_error_from(error: BaseException) -> LedgerError | None:
+    """The ledger error a Temporal failure carries (its ``ApplicationError.type``), if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, LedgerError):
+            return cause
+        if isinstance(cause, ApplicationError) and cause.type:
+            error_class = error_class_for_code(cause.type)
+            if error_class is not LedgerError or cause.type == LedgerError.code:
+                return error_class(cause.message)
+        cause = cause.__cause__
+    return None
+
+
+def _amount_text(amount: object) -> str:
+    """Decimal text of an amount given as text, ``Decimal`` or ``int``; floats are refused."""
+    if isinstance(amount, (bool, float)):
+        raise InvalidAmount(
+            f"amount must be decimal text, not {type(amount).__name__}", amount=repr(amount)
+        )
+    if isinstance(amount, str):
+        return amount
+    if isinstance(amount, Decimal):
+        return format(amount, "f")
+    if isinstance(amount, int):
+        return str(amount)
+    raise InvalidAmount(
+        f"amount must be decimal text, not {type(amount).__name__}", amount=repr(amount)
+    )
+
+
+class LedgerClient:
+    """Holds through their workflows; accounts, deposits and reads straight from the ledger."""
+
+    def __init__(
+        self,
+        temporal: Client,
+        ledger: Ledger,
+        config: ClientConfig,
+        *,
+        owns_ledger: bool = True,
+        owns_temporal: bool = False,
+    ) -> None:
+        self._temporal: Client | None = temporal
+        self.ledger = ledger
+        self.config = config
+        self._owns_ledger = owns_ledger
+        self._owns_temporal = owns_temporal
+
+    @property
+    def temporal(self) -> Client:
+        """The Temporal client (with the pydantic data converter)."""
+        if self._temporal is None:
+            raise RuntimeError("the LedgerClient is closed")
+        return self._temporal
+
+    @classmethod
+    async def connect(
+        cls,
+        config: ClientConfig | None = None,
+        *,
+        temporal: Client | None = None,
+        ledger: Ledger | None = None,
+    ) -> LedgerClient:
+        """Connects to Temporal and opens the ledger (both may be given, e.g. by tests)."""
+        config = config or ClientConfig.from_env()
+        owns_ledger = ledger is None
+        owns_temporal = temporal is None
+        if ledger is None:
+            ledger = await asyncio.to_thread(Ledger.from_url, config.database_url)
+        if temporal is None:
+            try:
+                temporal = await connect_temporal(config)
+            except BaseException:
+                if owns_ledger:
+                    ledger.close()
+                raise
+        return cls(temporal, ledger, config, owns_ledger=owns_ledger, owns_temporal=owns_temporal)
+
+    async def close(self) -> None:
+        """Closes the ledger and lets go of the Temporal client, if this client opened them.
+
+        Dropping our Temporal client matters: a temporalio client still alive when the
+        interpreter finalizes can abort the process (SIGABRT/SIGSEGV in the Rust bridge).
+        """
+        if self._owns_ledger:
+            self.ledger.close()
+        if self._owns_temporal:
+            self._temporal = None
+
+    async def __aenter__(self) -> LedgerClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -----------------------------------------------------------------------------------------
+    # The saga.
+    # -----------------------------------------------------------------------------------------
+
+    async def freeze(
+        self,
+        account_id: str,
+        amount: object,
+        reason: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        ttl_seconds: int,
+        payee_account_id: str | None = None,
+        order_id: str | None = None,
+        currency: str | None = None,
+        fee_bps: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        project_id: str | None = None,
+        env: str = "prod",
+        task_id: str | None = None,
+    ) -> Hold:
+        """Freezes money in a new HoldWorkflow; returns the hold once the freeze committed.
+
+        The same key and request again returns the same hold (``replayed=True``); the same key
+        with another request raises ``idempotency_key_reused``; a rejected freeze raises its
+        code and leaves no hold and no running workflow.
+        """
+        check_tenant_id(tenant_id)
+        check_idempotency_key(idempotency_key)
+        request = FreezeRequest(
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            account_id=account_id,
+            amount=_amount_text(amount),
+            reason=reason,
+            ttl_seconds=ttl_seconds,
+            currency=currency,
+            payee_account_id=payee_account_id,
+            order_id=order_id,
+            fee_bps=fee_bps,
+            meta=dict(meta or {}),
+            project_id=project_id,
+            env=env,
+            task_id=task_id,
+        )
+        workflow_id = hold_workflow_id(derive_hold_id(tenant_id, idempotency_key))
+        start_options: dict[str, Any] = {
+            "id": workflow_id,
+            "task_queue": self.config.task_queue,
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            # A hold that existed stays final; a rejected (failed) freeze may be sent again.
+            "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            "search_attributes": _initial_search_attributes(request),
+            "static_summary": _summary(request),
+            "static_details": _static_details(request),
+        }
+        try:
+            if self.config.update_with_start:
+                operation = WithStartWorkflowOperation(HoldWorkflow.run, request, **start_options)
+                return await self.temporal.execute_update_with_start_workflow(
+                    HoldWorkflow.freeze, request, start_workflow_operation=operation
+                )
+            handle = await self.temporal.start_workflow(HoldWorkflow.run, request, **start_options)
+            return await handle.execute_update(HoldWorkflow.freeze, request)
+        except WorkflowAlreadyStartedError:
+            return await self._freeze_after_end(workflow_id, request)
+        except WorkflowUpdateFailedError as error:
+            raise _mapped(error) from error
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            # The run ended between start and update (a fast rejection): read its outcome.
+            return await self._freeze_after_end(workflow_id, request)
+
+    async def _freeze_after_end(self, workflow_id: str, request: FreezeRequest) -> Hold:
+        state = await self._final_state(workflow_id, request.tenant_id)
+        if state.request_hash != request.canonical_hash():
+            raise IdempotencyKeyReused(
+                f"idempotency key {request.idempotency_key!r} was used for a different freeze",
+            )
+        hold = state.frozen_hold or state.hold
+        if hold is None:
+            raise HoldNotFound(f"hold of workflow {workflow_id} not found")
+        return hold.model_copy(update={"replayed": True})
+
+    async def capture_hold(
+        self,
+        hold_id: str,
+        order_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        amount: object | None = None,
+        payee_account_id: str | None = None,
+    ) -> Hold:
+        """Captures a hold (all, or ``amount``) for an order; returns after the capture
+        committed (the payout to the payee follows in the workflow)."""
+        check_idempotency_key(idempotency_key)
+        request = CaptureRequest(
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            order_id=order_id,
+            amount=None if amount is None else _amount_text(amount),
+            payee_account_id=payee_account_id,
+        )
+        return await self._resolve(hold_id, "capture", request)
+
+    async def release_hold(self, hold_id: str, *, tenant_id: str, idempotency_key: str) -> Hold:
+        """Releases a hold; returns after the release committed."""
+        check_idempotency_key(idempotency_key)
+        request = ReleaseRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
+        return await self._resolve(hold_id, "release", request)
+
+    async def _resolve(
+        self, hold_id: str, step: str, request: CaptureRequest | ReleaseRequest
+    ) -> Hold:
+        handle = self._handle(hold_id)
+        try:
+            if isinstance(request, CaptureRequest):
+                return await handle.execute_update(HoldWorkflow.capture, request)
+            return await handle.execute_update(HoldWorkflow.release, request)
+        except WorkflowUpdateFailedError as error:
+            raise _mapped(error) from error
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        # The workflow has ended: answer from its final state, as the workflow would have.
+        state = await self._final_state(handle.id, request.tenant_id)
+        self._raise_conflict(state, step, request.idempotency_key, request.canonical_hash())
+        assert state.hold is not None
+        return state.hold.model_copy(update={"replayed": True})
+
+    async def confirm_order(
+        self,
+        hold_id: str,
+        order_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str = "confirm_order",
+        amount: object | None = None,
+        payee_account_id: str | None = None,
+    ) -> None:
+        """Signal form of capture: returns once the signal is recorded, without a worker."""
+        request = CaptureRequest(
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            order_id=order_id,
+            amount=None if amount is None else _amount_text(amount),
+            payee_account_id=payee_account_id,
+        )
+        await self._signal(hold_id, "capture", request)
+
+    async def cancel_order(
+        self, hold_id: str, *, tenant_id: str, idempotency_key: str = "cancel_order"
+    ) -> None:
+        """Signal form of release: returns once the signal is recorded, without a worker."""
+        request = ReleaseRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
+        await self._signal(hold_id, "release", request)
+
+    async def _signal(
+        self, hold_id: str, step: str, request: CaptureRequest | ReleaseRequest
+    ) -> None:
+        handle = self._handle(hold_id)
+        try:
+            if isinstance(request, CaptureRequest):
+                await handle.signal(HoldWorkflow.confirm_order, request)
+            else:
+                await handle.signal(HoldWorkflow.cancel_order, request)
+            return
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        state = await self._final_state(handle.id, request.tenant_id)
+        self._raise_conflict(state, step, request.idempotency_key, request.canonical_hash())
+
+    async def hold_state(self, hold_id: str, *, tenant_id: str) -> HoldWorkflowState:
+        """The workflow's view of the hold (a query; works after the workflow ended too)."""
+        handle = self._handle(hold_id)
+        try:
+            state = await handle.query(HoldWorkflow.state)
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise HoldNotFound(f"hold {hold_id} not found", hold_id=hold_id) from None
+            raise
+        if state.tenant_id != tenant_id:
+            raise HoldNotFound(f"hold {hold_id} not found", hold_id=hold_id)
+        return state
+
+    async def wait_for_hold(self, hold_id: str, *, tenant_id: str) -> Hold:
+        """Waits until the hold's workflow ended (captured and paid out, released or expired)
+        and returns the ledger's record of the hold."""
+        await self._final_state(self._handle(hold_id).id, tenant_id)
+        return await self.get_hold(hold_id, tenant_id=tenant_id)
+
+    def _handle(self, hold_id: str) -> WorkflowHandle[HoldWorkflow, HoldWorkflowState]:
+        return self.temporal.get_workflow_handle_for(HoldWorkflow.run, hold_workflow_id(hold_id))
+
+    async def _final_state(self, workflow_id: str, tenant_id: str) -> HoldWorkflowState:
+        handle = self.temporal.get_workflow_handle_for(HoldWorkflow.run, workflow_id)
+        try:
+            state = await handle.result()
+        except WorkflowFailureError as error:
+            mapped = ledger_error_from(error)
+            if mapped is not None and mapped.code != "idempotency_key_reused":
+                # A rejected freeze left no hold.
+                raise HoldNotFound(f"no hold: the freeze was rejected ({mapped.code})") from None
+            raise
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise HoldNotFound(f"hold of workflow {workflow_id} not found") from None
+            raise
+        if state.tenant_id != tenant_id:
+            raise HoldNotFound(f"hold of workflow {workflow_id} not found")
+        return state
+
+    @staticmethod
+    def _raise_conflict(
+        state: HoldWorkflowState, step: str, idempotency_key: str, request_hash: str
+    ) -> None:
+        conflict = resolution_conflict(state, step, idempotency_key, request_hash)
+        if conflict is not None:
+            code, message = conflict
+            raise error_class_for_code(code)(message)
+        if not is_repeat(state, step, idempotency_key):
+            # Ended without a resolution: only possible if the workflow was terminated.
+            raise HoldNotFound(f"hold {state.hold_id} has no running workflow")
+
+    # -----------------------------------------------------------------------------------------
+    # Straight to the ledger (idempotent, no workflow).
+    # -----------------------------------------------------------------------------------------
+
+    async def _ledger(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+
+    async def open_account(self, **kwargs: Any) -> Account:
+        """``Ledger.open_account`` (keyword arguments as there)."""
+        return await self._ledger(self.ledger.open_account, **kwargs)
+
+    async def ensure_platform_accounts(self, *, tenant_id: str, currency: str) -> list[Account]:
+        return await self._ledger(
+            self.ledger.ensure_platform_accounts, tenant_id=tenant_id, currency=currency
+        )
+
+    async def deposit(self, account_id: str, amount: object, **kwargs: Any) -> TransactionResult:
+        """``Ledger.deposit``: external -> account."""
+        return await self._ledger(self.ledger.deposit, account_id, amount, **kwargs)
+
+    async def get_account(self, *, tenant_id: str, account_id: str) -> Account:
+        return await self._ledger(
+            self.ledger.get_account, tenant_id=tenant_id, account_id=account_id
+        )
+
+    async def list_accounts(self, *, tenant_id: str, **kwargs: Any) -> list[Account]:
+        return await self._ledger(self.ledger.list_accounts, tenant_id=tenant_id, **kwargs)
+
+    async def get_balance(
+        self, account_id: str, *, tenant_id: str, as_of: datetime | None = None
+    ) -> Balance:
+        return await self._ledger(
+            self.ledger.get_balance, account_id, tenant_id=tenant_id, as_of=as_of
+        )
+
+    async def get_hold(self, hold_id: str, *, tenant_id: str) -> Hold:
+        return await self._ledger(self.ledger.get_hold, hold_id, tenant_id=tenant_id)
+
+    async def list_holds(self, *, tenant_id: str, **kwargs: Any) -> list[Hold]:
+        return await self._ledger(self.ledger.list_holds, tenant_id=tenant_id, **kwargs)
+
+    async def list_ledger_entries(
+        self,
+        account_id: str,
+        from_ts: datetime | None = None,
+        to_ts: datetime | None = None,
+        **kwargs: Any,
+    ) -> EntriesPage:
+        return await self._ledger(
+            self.ledger.list_ledger_entries, account_id, from_ts, to_ts, **kwargs
+        )
+
+    async def list_events(self, **kwargs: Any) -> list[Event]:
+        """The outbox (the event log): ``tenant_id``, ``after_sequence``, ``limit``..."""
+        return await self._ledger(self.ledger.list_events, **kwargs)
+
+    async def get_transaction(self, transaction_id: str, *, tenant_id: str) -> TransactionResult:
+        return await self._ledger(self.ledger.get_transaction, transaction_id, tenant_id=tenant_id)
+
+
+def _mapped(error: BaseException) -> BaseException:
+    mapped = ledger_error_from(error)
+    return mapped if mapped is not None else error
+
+
+def _initial_search_attributes(request: FreezeRequest) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.LEDGER_TENANT, request.tenant_id),
+        SearchAttributePair(sa.LEDGER_ACCOUNT, request.account_id),
+        SearchAttributePair(sa.LEDGER_HOLD_STATE, "freezing"),
+        SearchAttributePair(sa.LEDGER_AMOUNT, canonical_amount(request.amount) or ""),
+    ]
+    if request.currency:
+        pairs.append(SearchAttributePair(sa.LEDGER_CURRENCY, request.currency))
+    if request.payee_account_id:
+        pairs.append(SearchAttributePair(sa.LEDGER_PAYEE, request.payee_account_id))
+    if request.order_id:
+        pairs.append(SearchAttributePair(sa.LEDGER_ORDER, request.order_id))
+    return TypedSearchAttributes(pairs)
+
+
+def _summary(request: FreezeRequest) -> str:
+    currency = f" {request.currency}" if request.currency else ""
+    return (
+        f"Hold {request.amount}{currency} on {request.tenant_id}/{request.account_id} "
+        f"for {request.reason}"
+    )
+
+
+def _static_details(request: FreezeRequest) -> str:
+    lines: Sequence[str] = [
+        f"**tenant** `{request.tenant_id}`  ",
+        f"**account** `{request.account_id}`  ",
+        f"**amount** {request.amount}" + (f" {request.currency}" if request.currency else ""),
+        f"**reason** {request.reason}  ",
+        f"**ttl** {request.ttl_seconds} s  ",
+        f"**idempotency key** `{request.idempotency_key}`  ",
+    ]
+    extra = [
+        f"**payee** `{request.payee_account_id}`  " if request.payee_account_id else "",
+        f"**order** `{request.order_id}`  " if request.order_id else "",
+    ]
+    return "\n".join([*lines, *(line for line in extra if line)])

@@ -1,0 +1,158 @@
+"""Helpers of the saga tests (imported by conftest.py and the test modules)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.faults import FaultInjector
+from ledger_db import Ledger
+from starter.client import LedgerClient
+
+VENV_BIN = Path(sys.prefix) / "bin"
+TEST_SERVER = VENV_BIN / "temporal-test-server"
+DEV_SERVER = VENV_BIN / "temporal"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Tenant:
+    """A funded tenant: buyer (100.00 USD), seller, and the platform accounts."""
+
+    tenant_id: str
+    buyer: str = "buyer"
+    seller: str = "seller"
+    currency: str = "USD"
+    deposited: str = "100.00"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def fund_tenant(ledger: Ledger, *, deposit: str = "100.00") -> Tenant:
+    tenant = Tenant(tenant_id=unique("tenant"), deposited=deposit)
+    for account in (tenant.buyer, tenant.seller):
+        ledger.open_account(
+            tenant_id=tenant.tenant_id,
+            currency=tenant.currency,
+            idempotency_key=f"open-{account}",
+            account_id=account,
+        )
+    ledger.ensure_platform_accounts(tenant_id=tenant.tenant_id, currency=tenant.currency)
+    ledger.deposit(
+        tenant.buyer, deposit, tenant_id=tenant.tenant_id, idempotency_key="deposit-buyer"
+    )
+    return tenant
+
+
+@dataclass
+class Saga:
+    """What a saga test works with: the client, the ledger, the environment, the worker."""
+
+    env: WorkflowEnvironment
+    client: LedgerClient
+    ledger: Ledger
+    task_queue: str
+    worker: Worker
+    faults: FaultInjector
+
+
+def hold_transactions(
+    ledger: Ledger, tenant_id: str, hold_id: str
+) -> list[tuple[str, list[tuple[str, str, int]]]]:
+    """The journal transactions of a hold in journal order: (kind, [(account, direction, minor)])."""
+    import sqlalchemy as sa
+
+    from ledger_db.schema import journal_entries, journal_transactions
+
+    with ledger.engine.connect() as connection:
+        transactions = connection.execute(
+            sa.select(journal_transactions.c.transaction_id, journal_transactions.c.kind)
+            .where(
+                journal_transactions.c.tenant_id == tenant_id,
+                journal_transactions.c.hold_id == hold_id,
+            )
+            .order_by(journal_transactions.c.sequence)
+        ).all()
+        result = []
+        for transaction_id, kind in transactions:
+            entries = connection.execute(
+                sa.select(
+                    journal_entries.c.account_id,
+                    journal_entries.c.direction,
+                    journal_entries.c.amount_minor,
+                )
+                .where(journal_entries.c.transaction_id == transaction_id)
+                .order_by(journal_entries.c.entry_index)
+            ).all()
+            result.append((kind, [(row[0], row[1], int(row[2])) for row in entries]))
+    return result
+
+
+def hold_kinds(ledger: Ledger, tenant_id: str, hold_id: str) -> list[str]:
+    return [kind for kind, _ in hold_transactions(ledger, tenant_id, hold_id)]
+
+
+def balances(ledger: Ledger, tenant: Tenant) -> dict[str, tuple[str, str, str]]:
+    """(posted, held, available) of the buyer, the seller, escrow and revenue."""
+    accounts = [
+        tenant.buyer,
+        tenant.seller,
+        f"@escrow:{tenant.currency}",
+        f"@revenue:{tenant.currency}",
+    ]
+    result = {}
+    for account in accounts:
+        balance = ledger.get_balance(account, tenant_id=tenant.tenant_id)
+        result[account] = (balance.posted, balance.held, balance.available)
+    return result
+
+
+def expected_balances(
+    tenant: Tenant, *, buyer_posted: str, buyer_held: str, seller: str, escrow: str, revenue: str
+) -> dict[str, tuple[str, str, str]]:
+    from decimal import Decimal
+
+    available = str(Decimal(buyer_posted) - Decimal(buyer_held))
+    return {
+        tenant.buyer: (buyer_posted, buyer_held, available),
+        tenant.seller: (seller, "0.00", seller),
+        f"@escrow:{tenant.currency}": (escrow, "0.00", escrow),
+        f"@revenue:{tenant.currency}": (revenue, "0.00", revenue),
+    }
+
+
+def event_types(ledger: Ledger, tenant_id: str, hold_id: str | None = None) -> list[str]:
+    events = ledger.list_events(tenant_id=tenant_id, limit=1000)
+    return [event.type for event in events if hold_id is None or event.hold_id == hold_id]
+
+
+def assert_books_intact(ledger: Ledger) -> None:
+    assert ledger.verify_journal() == []
+
+
+async def wait_for_hold(saga: Saga, hold_id: str, *, tenant_id: str) -> Any:
+    """``client.wait_for_hold``, letting the time-skipping server skip to the next timer.
+
+    The test server skips time only while a result is awaited through a handle it started;
+    the client finds the workflow by ID, so the skipping is unlocked here explicitly. When the
+    test server jumps past its own long-poll deadline it answers the poll with no event, which
+    the SDK reports as "No completion event found": that poll is simply repeated.
+    """
+    for _ in range(20):
+        try:
+            if saga.env.supports_time_skipping_v1:
+                async with saga.env.time_skipping_unlocked():  # type: ignore[attr-defined]
+                    return await saga.client.wait_for_hold(hold_id, tenant_id=tenant_id)
+            return await saga.client.wait_for_hold(hold_id, tenant_id=tenant_id)
+        except RuntimeError as error:
+            if "No completion event found" not in str(error):
+                raise
+    raise AssertionError(f"hold {hold_id} did not end")

@@ -1,0 +1,156 @@
+"""Pure pieces of the saga: canonical requests, the resolution rule, configuration, subjects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from activities.events import NatsSettings, event_message, event_subject
+from activities.faults import FaultInjector, InjectedFault
+from activities.ledger import activity_idempotency_key
+from ledger_db import Event
+from starter.client import ClientConfig, ledger_error_from
+from workflows.models import (
+    ActivityStep,
+    CaptureRequest,
+    FreezeRequest,
+    HoldPhase,
+    HoldWorkflowState,
+    canonical_amount,
+    resolution_conflict,
+)
+
+
+def _freeze(**changes: object) -> FreezeRequest:
+    fields: dict[str, object] = {
+        "tenant_id": "t",
+        "idempotency_key": "k",
+        "account_id": "buyer",
+        "amount": "20.00",
+        "reason": "NEGOTIATION",
+        "ttl_seconds": 60,
+    }
+    fields.update(changes)
+    return FreezeRequest.model_validate(fields)
+
+
+def test_canonical_amount() -> None:
+    assert canonical_amount("20.00") == canonical_amount("20") == "20"
+    assert canonical_amount("0.50") == "0.5"
+    assert canonical_amount(" 1E+2 ") == "100"
+    assert canonical_amount("abc") == "abc"
+    assert canonical_amount(None) is None
+
+
+def test_freeze_hash_ignores_spelling_not_substance() -> None:
+    assert _freeze().canonical_hash() == _freeze(amount="20").canonical_hash()
+    assert _freeze().canonical_hash() != _freeze(amount="20.01").canonical_hash()
+    assert _freeze().canonical_hash() != _freeze(payee_account_id="seller").canonical_hash()
+    assert _freeze().canonical_hash() != _freeze(ttl_seconds=61).canonical_hash()
+
+
+def test_capture_hash() -> None:
+    one = CaptureRequest(tenant_id="t", idempotency_key="c", order_id="o", amount="1.0")
+    two = CaptureRequest(tenant_id="t", idempotency_key="c", order_id="o", amount="1")
+    assert one.canonical_hash() == two.canonical_hash()
+    other = CaptureRequest(tenant_id="t", idempotency_key="c", order_id="p", amount="1")
+    assert one.canonical_hash() != other.canonical_hash()
+
+
+def _state(**changes: object) -> HoldWorkflowState:
+    fields: dict[str, object] = {
+        "workflow_id": "hold-h",
+        "hold_id": "h",
+        "tenant_id": "t",
+        "account_id": "buyer",
+        "phase": HoldPhase.ACTIVE,
+        "request_hash": "x",
+    }
+    fields.update(changes)
+    return HoldWorkflowState.model_validate(fields)
+
+
+def test_resolution_rule() -> None:
+    active = _state()
+    assert resolution_conflict(active, "capture", "c", "h1") is None
+    captured = _state(
+        phase=HoldPhase.CAPTURED,
+        resolution="capture",
+        resolution_idempotency_key="c",
+        resolution_request_hash="h1",
+    )
+    assert resolution_conflict(captured, "capture", "c", "h1") is None
+    assert resolution_conflict(captured, "capture", "c", "h2")[0] == "idempotency_key_reused"  # type: ignore[index]
+    assert resolution_conflict(captured, "capture", "d", "h1")[0] == "hold_already_captured"  # type: ignore[index]
+    assert resolution_conflict(captured, "release", "c", "h1")[0] == "hold_already_captured"  # type: ignore[index]
+    expired = _state(phase=HoldPhase.EXPIRED, resolution="expire")
+    assert resolution_conflict(expired, "capture", "c", "h1")[0] == "hold_expired"  # type: ignore[index]
+    released = _state(
+        phase=HoldPhase.RELEASED, resolution="release", resolution_idempotency_key="r"
+    )
+    assert resolution_conflict(released, "capture", "c", "h")[0] == "hold_already_released"  # type: ignore[index]
+    rejected = _state(phase=HoldPhase.REJECTED)
+    assert resolution_conflict(rejected, "capture", "c", "h")[0] == "hold_not_found"  # type: ignore[index]
+
+
+def test_activity_idempotency_keys() -> None:
+    assert activity_idempotency_key("hold-h", ActivityStep.CAPTURE) == "hold-h:capture"
+
+
+def test_fault_injector() -> None:
+    faults = FaultInjector.from_env({"LEDGER_TEST_FAULTS": "capture:2, finalize"})
+    for _ in range(2):
+        with pytest.raises(InjectedFault):
+            faults.after_commit("capture")
+    faults.after_commit("capture")
+    with pytest.raises(InjectedFault):
+        faults.after_commit("finalize")
+    faults.after_commit("freeze")
+    assert (faults.injected("capture"), faults.injected("finalize")) == (2, 1)
+
+
+def test_configuration_from_environment() -> None:
+    config = ClientConfig.from_env(
+        {
+            "TEMPORAL_ADDRESS": "temporal:7233",
+            "TEMPORAL_NAMESPACE": "ledger",
+            "LEDGER_TASK_QUEUE": "q",
+            "LEDGER_DATABASE_URL": "sqlite:///x.db",
+            "NATS_URL": "nats://bus:4222",
+        }
+    )
+    assert (config.temporal_address, config.namespace, config.task_queue) == (
+        "temporal:7233",
+        "ledger",
+        "q",
+    )
+    assert config.database_url == "sqlite:///x.db" and config.nats_url == "nats://bus:4222"
+    assert config.nats.stream == "BILLING" and config.nats.subject_prefix == "billing"
+    default = ClientConfig.from_env({})
+    assert default.task_queue == "compute-ledger" and default.temporal_address == "127.0.0.1:7233"
+    assert not default.nats.enabled
+
+
+def test_subjects_and_messages() -> None:
+    event = Event(
+        event_id="e1",
+        type="HOLD_RELEASED",
+        tenant_id="acme.eu",
+        occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        hold_id="h",
+        sequence=7,
+    )
+    assert event_subject(NatsSettings(), event) == "billing.acme%2Eeu.HOLD_RELEASED"
+    body = event_message(event)
+    assert b'"event_id":"e1"' in body and b"sequence" not in body
+
+
+def test_ledger_error_mapping() -> None:
+    from temporalio.exceptions import ApplicationError
+
+    from ledger_db.errors import InsufficientFunds
+
+    error = ledger_error_from(ApplicationError("no money", type="insufficient_funds"))
+    assert isinstance(error, InsufficientFunds) and error.message == "no money"
+    assert ledger_error_from(ValueError("x")) is None

@@ -1,0 +1,233 @@
+"""The compute ledger's worker: every workflow and activity on one task queue.
+
+Configured from the environment (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+``LEDGER_DATABASE_URL``, ``NATS_URL``, ``LEDGER_TASK_QUEUE`` default ``compute-ledger``); stops
+gracefully on SIGINT/SIGTERM (in-flight activities finish, then the worker leaves). With
+``NATS_URL`` set it also runs the outbox relay every ``LEDGER_RELAY_INTERVAL_SECONDS``.
+
+    python worker.py            # or: compute-ledger worker
+
+``build_worker`` and ``run_worker`` are reused by the CLI (``worker``, ``dev``) and the tests;
+``register_search_attributes`` registers the hold search attributes on a (dev) server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.worker import Worker
+
+from activities.events import EventActivities, EventPublisher, NatsSettings, relay_unsent
+from activities.faults import FaultInjector
+from activities.ledger import LedgerActivities
+from ledger_db import Ledger
+from starter.client import ClientConfig, connect_temporal
+from workflows.hold import HoldWorkflow
+from workflows.search_attributes import ALL_SEARCH_ATTRIBUTE_KEYS
+
+__all__ = [
+    "build_worker",
+    "main",
+    "register_search_attributes",
+    "run_relay_periodically",
+    "run_worker",
+]
+
+log = logging.getLogger("compute_ledger.worker")
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+# Other packages contribute workflows and activities through these optional hooks, so that one
+# worker runs everything: ``WORKFLOWS`` (a sequence of workflow classes) in the workflow module
+# and ``activities_for(ledger) -> list`` in the activity module.
+_CONTRIBUTIONS = (("workflows.batch", "activities.batch"),)
+
+
+def _contributed(ledger: Ledger) -> tuple[list[type], list[Callable[..., Any]]]:
+    workflows: list[type] = []
+    activities: list[Callable[..., Any]] = []
+    for workflow_module_name, activity_module_name in _CONTRIBUTIONS:
+        try:
+            workflow_module = importlib.import_module(workflow_module_name)
+        except ModuleNotFoundError as error:
+            if error.name != workflow_module_name:
+                raise
+            continue
+        workflows.extend(getattr(workflow_module, "WORKFLOWS", ()))
+        try:
+            activity_module = importlib.import_module(activity_module_name)
+        except ModuleNotFoundError as error:
+            if error.name != activity_module_name:
+                raise
+            continue
+        factory = getattr(activity_module, "activities_for", None)
+        if factory is not None:
+            activities.extend(factory(ledger))
+    return workflows, activities
+
+
+def build_worker(
+    client: Client,
+    ledger: Ledger,
+    *,
+    task_queue: str,
+    nats: NatsSettings | None = None,
+    publisher: EventPublisher | None = None,
+    faults: FaultInjector | None = None,
+    workflows: Sequence[type] = (),
+    activities: Sequence[Callable[..., Any]] = (),
+    include_contributions: bool = True,
+    **worker_options: Any,
+) -> Worker:
+    """A worker running HoldWorkflow and its activities (plus contributed ones) on ``ledger``.
+
+    ``client`` must use the pydantic data converter (``starter.client.connect_temporal``).
+    """
+    publisher = publisher or EventPublisher(nats or NatsSettings())
+    ledger_activities = LedgerActivities(ledger, faults or FaultInjector.from_env())
+    event_activities = EventActivities(ledger, publisher)
+    extra_workflows: list[type] = list(workflows)
+    extra_activities: list[Callable[..., Any]] = list(activities)
+    if include_contributions:
+        contributed_workflows, contributed_activities = _contributed(ledger)
+        extra_workflows.extend(contributed_workflows)
+        extra_activities.extend(contributed_activities)
+    worker_options.setdefault("graceful_shutdown_timeout", GRACEFUL_SHUTDOWN)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[HoldWorkflow, *extra_workflows],
+        activities=[*ledger_activities.all(), *event_activities.all(), *extra_activities],
+        **worker_options,
+    )
+
+
+async def run_relay_periodically(
+    ledger: Ledger, publisher: EventPublisher, *, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Sends unsent outbox events every ``interval_seconds`` until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            sent = await relay_unsent(ledger, publisher)
+            if sent:
+                log.info("relay sent %d outbox events", sent)
+        except Exception as error:  # the bus may be down: the next round tries again
+            log.warning("relay round failed: %s", error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_seconds)
+
+
+async def run_worker(
+    config: ClientConfig | None = None,
+    stop_event: asyncio.Event | None = None,
+    *,
+    client: Client | None = None,
+    ledger: Ledger | None = None,
+    faults: FaultInjector | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Runs the worker (and the relay when a bus is configured) until ``stop_event`` is set.
+
+    Without ``stop_event``, SIGINT and SIGTERM stop it.
+    """
+    config = config or ClientConfig.from_env()
+    stop = stop_event or asyncio.Event()
+    if stop_event is None:
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal_number, stop.set)
+    owns_ledger = ledger is None
+    if ledger is None:
+        ledger = await asyncio.to_thread(Ledger.from_url, config.database_url)
+    publisher = EventPublisher(config.nats)
+    try:
+        client = client or await connect_temporal(config)
+        worker = build_worker(
+            client, ledger, task_queue=config.task_queue, publisher=publisher, faults=faults
+        )
+        relay_task: asyncio.Task[None] | None = None
+        if publisher.enabled:
+            relay_task = asyncio.create_task(
+                run_relay_periodically(
+                    ledger, publisher, interval_seconds=config.relay_interval_seconds, stop=stop
+                )
+            )
+        worker_task = asyncio.create_task(worker.run())
+        log.info(
+            "worker polling %s (namespace %s, task queue %s)",
+            config.temporal_address,
+            config.namespace,
+            config.task_queue,
+        )
+        if ready is not None:
+            ready.set()
+        stop_task = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({worker_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        stop_task.cancel()
+        if worker_task not in done:
+            await worker.shutdown()
+        if relay_task is not None:
+            await relay_task
+        worker_task.result()
+    finally:
+        await publisher.close()
+        if owns_ledger:
+            ledger.close()
+
+
+_INDEXED_VALUE_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    SearchAttributeIndexedValueType.INT: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    SearchAttributeIndexedValueType.TEXT: IndexedValueType.INDEXED_VALUE_TYPE_TEXT,
+    SearchAttributeIndexedValueType.DATETIME: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+}
+
+
+async def register_search_attributes(client: Client, *, namespace: str | None = None) -> list[str]:
+    """Registers the hold search attributes on the server (operator service); idempotent.
+
+    Returns the names it added (empty when all were there already).
+    """
+    namespace = namespace or client.namespace
+    existing: set[str] = set()
+    with contextlib.suppress(Exception):
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        existing = set(listed.custom_attributes) | set(listed.system_attributes)
+    missing = {
+        key.name: _INDEXED_VALUE_TYPES[key.indexed_value_type]
+        for key in ALL_SEARCH_ATTRIBUTE_KEYS
+        if key.name not in existing
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
+    return sorted(missing)
+
+
+def main() -> None:
+    """``python worker.py``: run the worker in the foreground until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(run_worker())
+
+
+if __name__ == "__main__":
+    main()

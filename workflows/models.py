@@ -1,0 +1,280 @@
+"""Inputs, outputs and state of the hold saga: small pydantic records, pure and deterministic.
+
+These models cross the Temporal boundary (pydantic data converter) and are imported by the
+workflow sandbox, so this module does no I/O and reads no clock. The ledger's own records
+(``ledger_db.models.Hold``...) are reused as-is.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ledger_db.models import Hold
+
+__all__ = [
+    "ALREADY_RESOLVED_CODE",
+    "ActivityStep",
+    "CaptureActivityInput",
+    "CaptureRequest",
+    "ExpireActivityInput",
+    "FinalizeActivityInput",
+    "FreezeActivityInput",
+    "FreezeRequest",
+    "GetHoldActivityInput",
+    "HoldPhase",
+    "HoldResult",
+    "HoldWorkflowState",
+    "PublishEventsInput",
+    "ReleaseActivityInput",
+    "ReleaseRequest",
+    "canonical_amount",
+    "is_repeat",
+    "request_hash",
+    "resolution_conflict",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def canonical_amount(amount: str | None) -> str | None:
+    """Decimal text in one canonical spelling ("20.00" and "20" are the same request).
+
+    Text that is not a decimal is kept as-is: the ledger rejects it with ``invalid_amount``.
+    """
+    if amount is None:
+        return None
+    try:
+        value = Decimal(amount.strip())
+    except (InvalidOperation, AttributeError):
+        return amount
+    if not value.is_finite():
+        return amount
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def request_hash(fields: dict[str, Any]) -> str:
+    """SHA-256 of a canonical, key-ordered JSON encoding of a request."""
+    encoded = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+class FreezeRequest(_Model):
+    """What a caller asks for when freezing money: the HoldWorkflow's input and freeze update."""
+
+    tenant_id: str
+    idempotency_key: str
+    account_id: str
+    amount: str = Field(description="decimal text in the account currency's major units")
+    reason: str
+    ttl_seconds: int
+    currency: str | None = Field(default=None, description="if given, must be the account's")
+    payee_account_id: str | None = None
+    order_id: str | None = None
+    fee_bps: int | None = Field(
+        default=None, description="platform fee at finalize in basis points; None: the default"
+    )
+    meta: dict[str, Any] = Field(default_factory=dict)
+    project_id: str | None = None
+    env: str = "prod"
+    task_id: str | None = None
+
+    def canonical_hash(self) -> str:
+        """Two freezes under one key are the same request exactly when these hashes match."""
+        fields = self.model_dump(mode="json")
+        fields["amount"] = canonical_amount(self.amount)
+        return request_hash(fields)
+
+
+class CaptureRequest(_Model):
+    """Capture a hold for an order: all of it, or ``amount`` (the remainder is released)."""
+
+    tenant_id: str
+    idempotency_key: str
+    order_id: str
+    amount: str | None = None
+    payee_account_id: str | None = None
+
+    def canonical_hash(self) -> str:
+        fields = self.model_dump(mode="json")
+        fields["amount"] = canonical_amount(self.amount)
+        fields["step"] = "capture"
+        return request_hash(fields)
+
+
+class ReleaseRequest(_Model):
+    """Release a hold: its money becomes available again."""
+
+    tenant_id: str
+    idempotency_key: str
+
+    def canonical_hash(self) -> str:
+        return request_hash({"step": "release", **self.model_dump(mode="json")})
+
+
+class HoldPhase(enum.StrEnum):
+    """Where a HoldWorkflow is. ``rejected`` means the freeze itself failed: there is no hold."""
+
+    FREEZING = "freezing"
+    ACTIVE = "active"
+    CAPTURING = "capturing"
+    RELEASING = "releasing"
+    EXPIRING = "expiring"
+    FINALIZING = "finalizing"
+    CAPTURED = "captured"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_PHASES
+
+
+_FINAL_PHASES = frozenset(
+    {HoldPhase.CAPTURED, HoldPhase.RELEASED, HoldPhase.EXPIRED, HoldPhase.REJECTED}
+)
+
+
+class HoldWorkflowState(_Model):
+    """What the ``state`` query and the workflow result report about one hold."""
+
+    workflow_id: str
+    hold_id: str
+    tenant_id: str
+    account_id: str
+    phase: HoldPhase
+    request_hash: str
+    hold: Hold | None = Field(default=None, description="the ledger's latest record of the hold")
+    frozen_hold: Hold | None = Field(default=None, description="the hold as the freeze returned it")
+    error_code: str | None = Field(default=None, description="why the freeze was rejected")
+    error_message: str | None = None
+    resolution: str | None = Field(
+        default=None, description="capture, release or expire: the step that resolved the hold"
+    )
+    resolution_idempotency_key: str | None = None
+    resolution_request_hash: str | None = None
+    last_signal_error_code: str | None = Field(
+        default=None, description="a confirm/cancel signal that could not be applied, and why"
+    )
+    last_signal_error_message: str | None = None
+    events_unpublished: int = Field(
+        default=0, description="publish activities that gave up; the relay sends those events"
+    )
+
+
+class HoldResult(_Model):
+    """What a hold activity returns: the ledger's hold and its currency's number of decimals.
+
+    The exponent travels with the hold so that the workflow can check decimal amounts exactly
+    without loading the currency registry inside the sandbox.
+    """
+
+    hold: Hold
+    currency_exponent: int
+
+
+ALREADY_RESOLVED_CODE: dict[str, str] = {
+    "capture": "hold_already_captured",
+    "release": "hold_already_released",
+    "expire": "hold_expired",
+}
+
+
+def resolution_conflict(
+    state: HoldWorkflowState, step: str, idempotency_key: str, request_hash: str
+) -> tuple[str, str] | None:
+    """Why ``step`` cannot resolve the hold, as (code, message); None if it may (or repeats).
+
+    The same request under the key that resolved the hold is a repeat (None: answer with the
+    original result); the same key with a different request is ``idempotency_key_reused``;
+    any other request after a resolution gets the ``hold_already_...`` code of that resolution.
+    The workflow and the client (for a workflow that has ended) decide with this one function.
+    """
+    if state.phase in (HoldPhase.FREEZING, HoldPhase.REJECTED):
+        return "hold_not_found", f"hold {state.hold_id} is not frozen"
+    if state.resolution is None:
+        return None
+    if state.resolution == step and state.resolution_idempotency_key == idempotency_key:
+        if state.resolution_request_hash != request_hash:
+            return (
+                "idempotency_key_reused",
+                f"idempotency key {idempotency_key!r} was used for a different {step}",
+            )
+        return None
+    code = ALREADY_RESOLVED_CODE.get(state.resolution, "hold_already_released")
+    return code, f"hold {state.hold_id} was resolved by {state.resolution}"
+
+
+def is_repeat(state: HoldWorkflowState, step: str, idempotency_key: str) -> bool:
+    """True when ``step`` under ``idempotency_key`` is the request that resolved the hold."""
+    return state.resolution == step and state.resolution_idempotency_key == idempotency_key
+
+
+class ActivityStep(enum.StrEnum):
+    """The step constants appended to the workflow ID to form each activity's idempotency key."""
+
+    FREEZE = "freeze"
+    CAPTURE = "capture"
+    FINALIZE = "finalize"
+    RELEASE = "release"
+    EXPIRE = "expire"
+
+
+class FreezeActivityInput(_Model):
+    workflow_id: str
+    hold_id: str
+    request: FreezeRequest
+    now: datetime
+
+
+class CaptureActivityInput(_Model):
+    workflow_id: str
+    tenant_id: str
+    hold_id: str
+    request: CaptureRequest
+    now: datetime
+
+
+class FinalizeActivityInput(_Model):
+    workflow_id: str
+    tenant_id: str
+    hold_id: str
+    fee_bps: int | None = None
+    now: datetime
+
+
+class ReleaseActivityInput(_Model):
+    workflow_id: str
+    tenant_id: str
+    hold_id: str
+    now: datetime
+
+
+class ExpireActivityInput(_Model):
+    workflow_id: str
+    tenant_id: str
+    hold_id: str
+    now: datetime
+
+
+class GetHoldActivityInput(_Model):
+    tenant_id: str
+    hold_id: str
+
+
+class PublishEventsInput(_Model):
+    """Publish the outbox events one journal transaction wrote."""
+
+    tenant_id: str
+    transaction_id: str
+    hold_id: str | None = None
