@@ -4,8 +4,10 @@ Import is all or nothing at the level of the file's content: every row is valida
 (schema, currency precision, timestamps, duplicates inside the file, IDs already used in the
 ledger by a *different* entry) and if anything is wrong nothing is written and every problem is
 reported with its line and field. A valid file is then recorded in journal transactions of at
-most ``records_per_transaction`` records each (``Ledger.record_entries``), per tenant, in file
-order.
+most ``records_per_transaction`` records each, per tenant, in file order, through
+``Ledger.record_entries_many``: up to ``limits.batch_size_max`` (10 000) records of one tenant
+are one database transaction, so such a file applies whole or not at all even if the process
+dies half-way; a larger or multi-tenant file is several such parts, and re-running it resumes.
 
 Re-importing is a no-op: a record whose ``ledger_entry_id`` is in the ledger already with the
 same content is skipped, and each transaction's idempotency key is the SHA-256 of its canonical
@@ -28,6 +30,7 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
+from ledger_db import limits
 from ledger_db.errors import InvalidEntry
 from ledger_db.finops.beancount_export import write_beancount
 from ledger_db.finops.query import EntryFilter, entry_rows
@@ -258,20 +261,26 @@ def import_text(
     if progress:
         progress(0, len(todo))
     if not dry_run:
+        # One record_entries_many call per tenant and per batch_size_max records: each call
+        # is one database transaction, so such a part of the file applies whole or not at all.
         for tenant, tenant_records in by_tenant.items():
-            for start in range(0, len(tenant_records), records_per_transaction):
-                chunk = [
+            for start in range(0, len(tenant_records), limits.batch_size_max):
+                part = [
                     _entry_input(record, ledger)
-                    for record in tenant_records[start : start + records_per_transaction]
+                    for record in tenant_records[start : start + limits.batch_size_max]
                 ]
-                result = ledger.record_entries(
-                    chunk, tenant_id=tenant, idempotency_key=_chunk_key(chunk)
+                batches = [
+                    part[offset : offset + records_per_transaction]
+                    for offset in range(0, len(part), records_per_transaction)
+                ]
+                result = ledger.record_entries_many(
+                    batches, tenant_id=tenant, idempotency_key=_chunk_key(part)
                 )
-                transactions += 1
+                transactions += len(result.transactions)
                 if result.replayed:
-                    replayed += 1
+                    replayed += len(result.transactions)
                 else:
-                    applied += len(chunk)
+                    applied += len(part)
                 if progress:
                     progress(applied, len(todo))
     return ImportResult(
