@@ -44,6 +44,7 @@ SETTINGS = settings(
     max_examples=25,
     stateful_step_count=25,
     deadline=None,
+    report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
