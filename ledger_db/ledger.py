@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -145,6 +145,43 @@ def _system_account_id(kind: AccountKind, currency: str) -> str:
 
 def _bucket_id(account_id: str) -> str:
     return f"@hold:{account_id}"
+
+
+def _move(
+    source: str,
+    target: str,
+    amount_minor: int,
+    reason: str,
+    category: str,
+    common: Mapping[str, Any],
+    *,
+    meta: dict[str, Any] | None = None,
+    counterpart: Literal["source", "target"] | None = None,
+) -> list[EntryDraft]:
+    """The two entries that move ``amount_minor`` from ``source`` to ``target``; the side named
+    by ``counterpart`` is the platform's balancing side that tenant reports do not count."""
+    return [
+        EntryDraft(
+            account_id=source,
+            direction=Direction.OUT,
+            amount_minor=amount_minor,
+            reason=reason,
+            category=category,
+            meta=meta or {},
+            counterpart=counterpart == "source",
+            **common,
+        ),
+        EntryDraft(
+            account_id=target,
+            direction=Direction.IN,
+            amount_minor=amount_minor,
+            reason=reason,
+            category=category,
+            meta=meta or {},
+            counterpart=counterpart == "target",
+            **common,
+        ),
+    ]
 
 
 def _request_hash(operation: str, request: Mapping[str, Any]) -> str:
@@ -937,29 +974,20 @@ class Ledger:
             self._lock_accounts(conn, tenant_id, [hold.account_id, bucket, escrow])
             remainder = int(hold.amount_minor) - captured
             common = self._hold_entry_fields(hold)
-            entries = [
-                EntryDraft(
-                    account_id=bucket,
-                    direction=Direction.OUT,
-                    amount_minor=captured,
-                    reason="ORDER_CAPTURE",
-                    category="COMPUTE_COST",
-                    meta={"order_id": order_id},
-                    **common,
-                ),
-                EntryDraft(
-                    account_id=escrow,
-                    direction=Direction.IN,
-                    amount_minor=captured,
-                    reason="ORDER_CAPTURE",
-                    category="COMPUTE_COST",
-                    meta={"order_id": order_id},
-                    counterpart=True,
-                    **common,
-                ),
-            ]
+            entries = _move(
+                bucket,
+                escrow,
+                captured,
+                "ORDER_CAPTURE",
+                "COMPUTE_COST",
+                common,
+                meta={"order_id": order_id},
+                counterpart="target",
+            )
             if remainder:
-                entries += self._release_entries(hold, bucket, remainder, "HOLD_RELEASE", common)
+                entries += _move(
+                    bucket, hold.account_id, remainder, "HOLD_RELEASE", CATEGORY_HOLD, common
+                )
             draft = TransactionDraft(
                 tenant_id=tenant_id,
                 transaction_id=transaction_id,
@@ -1059,49 +1087,27 @@ class Ledger:
             meta = {"order_id": hold.order_id, "fee_bps": bps}
             entries: list[EntryDraft] = []
             if net:
-                entries += [
-                    EntryDraft(
-                        account_id=escrow,
-                        direction=Direction.OUT,
-                        amount_minor=net,
-                        reason="SALE_REVENUE",
-                        category="PRODUCT_REVENUE",
-                        meta=meta,
-                        counterpart=True,
-                        **common,
-                    ),
-                    EntryDraft(
-                        account_id=payee_id,
-                        direction=Direction.IN,
-                        amount_minor=net,
-                        reason="SALE_REVENUE",
-                        category="PRODUCT_REVENUE",
-                        meta=meta,
-                        **common,
-                    ),
-                ]
+                entries += _move(
+                    escrow,
+                    payee_id,
+                    net,
+                    "SALE_REVENUE",
+                    "PRODUCT_REVENUE",
+                    common,
+                    meta=meta,
+                    counterpart="source",
+                )
             if fee:
-                entries += [
-                    EntryDraft(
-                        account_id=escrow,
-                        direction=Direction.OUT,
-                        amount_minor=fee,
-                        reason="PLATFORM_FEE",
-                        category="FEE",
-                        meta=meta,
-                        counterpart=True,
-                        **common,
-                    ),
-                    EntryDraft(
-                        account_id=revenue,
-                        direction=Direction.IN,
-                        amount_minor=fee,
-                        reason="PLATFORM_FEE",
-                        category="FEE",
-                        meta=meta,
-                        **common,
-                    ),
-                ]
+                entries += _move(
+                    escrow,
+                    revenue,
+                    fee,
+                    "PLATFORM_FEE",
+                    "FEE",
+                    common,
+                    meta=meta,
+                    counterpart="source",
+                )
             draft = TransactionDraft(
                 tenant_id=tenant_id,
                 transaction_id=transaction_id,
@@ -1199,8 +1205,13 @@ class Ledger:
                 occurred_at=at,
                 recorded_at=recorded_at,
                 hold_id=hold_id,
-                entries=self._release_entries(
-                    hold, bucket, amount_minor, reason, self._hold_entry_fields(hold)
+                entries=_move(
+                    bucket,
+                    hold.account_id,
+                    amount_minor,
+                    reason,
+                    CATEGORY_HOLD,
+                    self._hold_entry_fields(hold),
                 ),
             )
             journal.append(conn, draft)
@@ -1256,29 +1267,6 @@ class Ledger:
             "task_id": meta.get("task_id"),
             "hold_id": hold.hold_id,
         }
-
-    @staticmethod
-    def _release_entries(
-        hold: Any, bucket: str, amount_minor: int, reason: str, common: dict[str, Any]
-    ) -> list[EntryDraft]:
-        return [
-            EntryDraft(
-                account_id=bucket,
-                direction=Direction.OUT,
-                amount_minor=amount_minor,
-                reason=reason,
-                category=CATEGORY_HOLD,
-                **common,
-            ),
-            EntryDraft(
-                account_id=hold.account_id,
-                direction=Direction.IN,
-                amount_minor=amount_minor,
-                reason=reason,
-                category=CATEGORY_HOLD,
-                **common,
-            ),
-        ]
 
     @staticmethod
     def _update_hold(conn: sa.Connection, tenant_id: str, hold_id: str, **values: Any) -> None:
