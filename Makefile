@@ -7,10 +7,10 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test lint typecheck services bench clean
 
-$(BIN)/compute-ledger: pyproject.toml
+$(BIN)/compute-ledger: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
 install: $(BIN)/compute-ledger
