@@ -561,16 +561,8 @@ class Ledger:
 
     @staticmethod
     def _account_from_row(row: Any) -> Account:
-        return Account(
-            tenant_id=row.tenant_id,
-            account_id=row.account_id,
-            kind=AccountKind(row.kind),
-            currency=row.currency,
-            name=row.name,
-            overdraft_limit_minor=int(row.overdraft_limit_minor),
-            status=row.status,
-            created_at=row.created_at,
-        )
+        # The accounts table's columns are the Account record's fields plus the snapshot.
+        return Account.model_validate(dict(row._mapping))
 
     def get_account(self, *, tenant_id: str, account_id: str) -> Account:
         check_tenant_id(tenant_id)
@@ -1286,29 +1278,8 @@ class Ledger:
 
     @staticmethod
     def _hold_from_row(row: Any) -> Hold:
-        meta = dict(row.meta or {})
-        return Hold(
-            tenant_id=row.tenant_id,
-            hold_id=row.hold_id,
-            account_id=row.account_id,
-            currency=row.currency,
-            amount_minor=int(row.amount_minor),
-            state=HoldState(row.state),
-            reason=row.reason,
-            expires_at=row.expires_at,
-            created_at=row.created_at,
-            payee_account_id=row.payee_account_id,
-            order_id=row.order_id,
-            captured_minor=int(row.captured_minor),
-            released_minor=int(row.released_minor),
-            finalized=bool(row.finalized),
-            fee_minor=int(row.fee_minor),
-            resolved_at=row.resolved_at,
-            freeze_transaction_id=row.freeze_transaction_id,
-            resolve_transaction_id=row.resolve_transaction_id,
-            finalize_transaction_id=row.finalize_transaction_id,
-            meta=meta,
-        )
+        # The holds table's columns are the Hold record's fields (extra ones are ignored).
+        return Hold.model_validate({**row._mapping, "meta": dict(row.meta or {})})
 
     def get_hold(self, hold_id: str, *, tenant_id: str) -> Hold:
         check_tenant_id(tenant_id)
