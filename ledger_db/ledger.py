@@ -143,6 +143,12 @@ def _system_account_id(kind: AccountKind, currency: str) -> str:
     return f"@{kind.value}:{currency}"
 
 
+def _platform_specs(currency: str) -> list[tuple[str, AccountKind, str]]:
+    """The tenant's escrow, revenue and external accounts of a currency, as ensure-specs."""
+    kinds = (AccountKind.ESCROW, AccountKind.REVENUE, AccountKind.EXTERNAL)
+    return [(_system_account_id(kind, currency), kind, currency) for kind in kinds]
+
+
 def _bucket_id(account_id: str) -> str:
     return f"@hold:{account_id}"
 
@@ -181,6 +187,41 @@ def _move(
             counterpart=counterpart == "target",
             **common,
         ),
+    ]
+
+
+def _get_transaction_row(conn: sa.Connection, tenant_id: str, transaction_id: str) -> Any:
+    row = conn.execute(
+        sa.select(journal_transactions).where(
+            journal_transactions.c.tenant_id == tenant_id,
+            journal_transactions.c.transaction_id == transaction_id,
+        )
+    ).first()
+    if row is None:
+        raise TransactionNotFound(f"transaction {transaction_id!r} not found")
+    return row
+
+
+def _with_entries(conn: sa.Connection, rows: Sequence[Any]) -> list[TransactionResult]:
+    """Journal transaction rows as records carrying their entries (one query for all rows)."""
+    entries: dict[int, list[JournalEntry]] = {int(row.sequence): [] for row in rows}
+    if entries:
+        for entry in conn.execute(
+            sa.select(journal_entries)
+            .where(journal_entries.c.journal_sequence.in_(list(entries)))
+            .order_by(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
+        ):
+            entries[int(entry.journal_sequence)].append(entry_from_row(entry))
+    return [
+        TransactionResult(
+            tenant_id=row.tenant_id,
+            transaction_id=row.transaction_id,
+            kind=TransactionKind(row.kind),
+            journal_sequence=int(row.sequence),
+            entries=entries[int(row.sequence)],
+            reverses_transaction_id=row.reverses_transaction_id,
+        )
+        for row in rows
     ]
 
 
@@ -480,10 +521,7 @@ class Ledger:
             "name": name,
             "overdraft_limit_minor": overdraft_minor,
         }
-        platform = [
-            (_system_account_id(k, currency), k, currency)
-            for k in (AccountKind.ESCROW, AccountKind.REVENUE, AccountKind.EXTERNAL)
-        ]
+        platform = _platform_specs(currency)
         final_account_id = account_id
 
         def write(conn: sa.Connection, recorded_at: datetime) -> Account:
@@ -539,8 +577,7 @@ class Ledger:
         """The tenant's escrow, revenue and external accounts for ``currency`` (opened if missing)."""
         check_tenant_id(tenant_id)
         self.registry.exponent(currency)
-        kinds = (AccountKind.ESCROW, AccountKind.REVENUE, AccountKind.EXTERNAL)
-        specs = [(_system_account_id(k, currency), k, currency) for k in kinds]
+        specs = _platform_specs(currency)
         with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
             with conn.begin():
                 self._ensure_accounts(conn, tenant_id, specs)
@@ -1609,14 +1646,7 @@ class Ledger:
 
         def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
             at = now or recorded_at
-            original = conn.execute(
-                sa.select(journal_transactions).where(
-                    journal_transactions.c.tenant_id == tenant_id,
-                    journal_transactions.c.transaction_id == transaction_id,
-                )
-            ).first()
-            if original is None:
-                raise TransactionNotFound(f"transaction {transaction_id!r} not found")
+            original = _get_transaction_row(conn, tenant_id, transaction_id)
             if original.kind in ("freeze", "capture", "release", "expire"):
                 raise InvalidEntry(
                     f"a {original.kind} transaction is resolved by its hold, not reversed",
@@ -1638,14 +1668,7 @@ class Ledger:
                     f"{reversed_already.transaction_id}",
                     reversed_by=reversed_already.transaction_id,
                 )
-            originals = [
-                entry_from_row(row)
-                for row in conn.execute(
-                    sa.select(journal_entries)
-                    .where(journal_entries.c.journal_sequence == original.sequence)
-                    .order_by(journal_entries.c.entry_index)
-                )
-            ]
+            originals = _with_entries(conn, [original])[0].entries
             locked = self._lock_accounts(conn, tenant_id, [e.account_id for e in originals])
             outflow: dict[str, int] = {}
             drafts = []
@@ -1768,30 +1791,7 @@ class Ledger:
     def get_transaction(self, transaction_id: str, *, tenant_id: str) -> TransactionResult:
         check_tenant_id(tenant_id)
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(journal_transactions).where(
-                    journal_transactions.c.tenant_id == tenant_id,
-                    journal_transactions.c.transaction_id == transaction_id,
-                )
-            ).first()
-            if row is None:
-                raise TransactionNotFound(f"transaction {transaction_id!r} not found")
-            entries = [
-                entry_from_row(entry)
-                for entry in conn.execute(
-                    sa.select(journal_entries)
-                    .where(journal_entries.c.journal_sequence == row.sequence)
-                    .order_by(journal_entries.c.entry_index)
-                )
-            ]
-        return TransactionResult(
-            tenant_id=tenant_id,
-            transaction_id=transaction_id,
-            kind=TransactionKind(row.kind),
-            journal_sequence=int(row.sequence),
-            entries=entries,
-            reverses_transaction_id=row.reverses_transaction_id,
-        )
+            return _with_entries(conn, [_get_transaction_row(conn, tenant_id, transaction_id)])[0]
 
     def list_transactions(
         self,
@@ -1813,26 +1813,7 @@ class Ledger:
             query = query.where(journal_transactions.c.hold_id == hold_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(journal_transactions.c.sequence).limit(limit)).all()
-            sequences = [int(row.sequence) for row in rows]
-            entries: dict[int, list[JournalEntry]] = {sequence: [] for sequence in sequences}
-            if sequences:
-                for entry in conn.execute(
-                    sa.select(journal_entries)
-                    .where(journal_entries.c.journal_sequence.in_(sequences))
-                    .order_by(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
-                ):
-                    entries[int(entry.journal_sequence)].append(entry_from_row(entry))
-        return [
-            TransactionResult(
-                tenant_id=tenant_id,
-                transaction_id=row.transaction_id,
-                kind=TransactionKind(row.kind),
-                journal_sequence=int(row.sequence),
-                entries=entries[int(row.sequence)],
-                reverses_transaction_id=row.reverses_transaction_id,
-            )
-            for row in rows
-        ]
+            return _with_entries(conn, rows)
 
     # ------------------------------------------------------------------ outbox
 
