@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, computed_field
 
 from ledger_db.errors import InvalidEntry, LedgerError
 from ledger_db.finops.query import EntryFilter, filter_conditions
+from ledger_db.finops.records import numbered_csv_rows
 from ledger_db.money import CurrencyRegistry, default_registry, parse_amount
 from ledger_db.schema import journal_entries
 
@@ -164,12 +165,7 @@ def parse_bill(text: str, *, registry: CurrencyRegistry | None = None) -> list[B
             f"bill CSV lacks column(s): {', '.join(missing)}",
             problems=[{"line": 1, "field": name, "code": "missing_column"} for name in missing],
         )
-    start = reader.line_num + 1
-    for cells in reader:
-        line = start
-        start = reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
-            continue
+    for line, cells in numbered_csv_rows(reader):
         if len(cells) != len(header):
             problems.append(
                 {

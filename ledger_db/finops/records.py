@@ -268,6 +268,16 @@ class _FileProblem(Exception):
         self.message = message
 
 
+def numbered_csv_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """The data rows of a ``csv.reader`` with the file line each starts on (a quoted cell may
+    span lines, so this is not a count of rows); blank rows are skipped."""
+    start = reader.line_num + 1
+    for cells in reader:
+        line, start = start, reader.line_num + 1
+        if any(cell.strip() for cell in cells):
+            yield line, cells
+
+
 def _raw_rows_csv(text: str) -> Iterator[tuple[int, Any]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -278,12 +288,7 @@ def _raw_rows_csv(text: str) -> Iterator[tuple[int, Any]]:
     unknown = [name for name in header if name not in FIELDS]
     if unknown:
         raise _FileProblem(1, f"unknown CSV column(s): {', '.join(unknown)}")
-    start = reader.line_num + 1
-    for cells in reader:
-        line = start
-        start = reader.line_num + 1
-        if not any(cell.strip() for cell in cells):
-            continue
+    for line, cells in numbered_csv_rows(reader):
         if len(cells) != len(header):
             yield line, _Unparsable(f"{len(cells)} cells where the header has {len(header)}")
             continue
