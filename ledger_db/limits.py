@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 amount_minor_max: Final = 2**63 - 1
+# Amount text (and Decimal digits) longer than this is refused before it is read as a number.
+amount_text_length_max: Final = 64
 hold_ttl_seconds_min: Final = 1
 hold_ttl_seconds_max: Final = 30 * 24 * 3600
 idempotency_key_length_max: Final = 255

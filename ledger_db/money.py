@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import iso4217
 
@@ -19,10 +19,12 @@ from ledger_db import limits
 from ledger_db.errors import InvalidAmount, UnknownCurrency
 
 __all__ = [
+    "AMOUNT_GRAMMAR",
     "DEFAULT_CUSTOM_CURRENCIES",
     "CurrencyRegistry",
     "canonical_decimal",
     "default_registry",
+    "exact_decimal",
     "format_minor",
     "parse_amount",
 ]
@@ -32,7 +34,9 @@ __all__ = [
 DEFAULT_CUSTOM_CURRENCIES: Mapping[str, int] = {"USDT": 6, "USDC": 6, "CREDIT": 0}
 
 _CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{2,11}$")
-_DECIMAL_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+# The one grammar of amounts, for the ledger, the workflows, the client and the CLI alike.
+AMOUNT_GRAMMAR = "ASCII digits with an optional '.' and fraction digits, e.g. 12 or 12.50"
+_DECIMAL_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -85,63 +89,104 @@ class CurrencyRegistry:
 def parse_amount(amount: object, exponent: int, *, allow_zero: bool = False) -> int:
     """Parses a positive decimal (text, ``Decimal`` or ``int`` in major units) to minor units.
 
-    Floats and bools are refused outright, as is any precision beyond ``exponent`` decimals:
-    rounding money silently is the one thing a ledger must never do.
+    Exact whatever the host program's ``decimal`` context says (precision, rounding, traps): the
+    value is read with integer arithmetic only. Floats and bools are refused outright, as is any
+    precision beyond ``exponent`` decimals: rounding money silently is the one thing a ledger
+    must never do. Trailing zeros are not extra precision (``"1.50"`` is 150 cents).
     """
-    value = _to_decimal(amount)
-    scaled = value.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    coefficient, scale = exact_decimal(amount)
+    minor: int
+    if scale <= exponent:
+        minor = coefficient * 10 ** (exponent - scale)
+    else:
+        minor, rest = divmod(coefficient, 10 ** (scale - exponent))
+        if rest:
+            raise InvalidAmount(
+                f"amount {_shown(amount)} has more than {exponent} decimals",
+                amount=_shown(amount),
+            )
+    if minor == 0 and not allow_zero:
         raise InvalidAmount(
-            f"amount {amount!r} has more than {exponent} decimals", amount=str(amount)
+            f"amount {_shown(amount)} must be greater than zero", amount=_shown(amount)
         )
-    minor = int(scaled)
-    if minor < 0 or (minor == 0 and not allow_zero):
-        raise InvalidAmount(f"amount {amount!r} must be greater than zero", amount=str(amount))
     if minor > limits.amount_minor_max:
         raise InvalidAmount(
-            f"amount {amount!r} is above the maximum of 2^63-1 minor units", amount=str(amount)
+            f"amount {_shown(amount)} is above the maximum of 2^63-1 minor units",
+            amount=_shown(amount),
         )
     return minor
 
 
-def _to_decimal(amount: object) -> Decimal:
-    """Decimal text, ``Decimal`` or ``int`` -> a finite ``Decimal``; nothing else."""
-    if isinstance(amount, bool | float):
+def _shown(amount: object) -> str:
+    """The amount as an error message shows it: never megabytes of text."""
+    text = amount if isinstance(amount, str) else repr(amount)
+    cap = limits.amount_text_length_max
+    return repr(text) if len(text) <= cap else repr(text[:cap]) + "..."
+
+
+def exact_decimal(amount: object) -> tuple[int, int]:
+    """The exact non-negative value of an amount as ``(coefficient, scale)``, meaning
+    ``coefficient / 10**scale``: ``"12.50"`` is ``(1250, 2)``.
+
+    Accepted: text of the one grammar (:data:`AMOUNT_GRAMMAR`: ASCII digits with an optional
+    ``.`` and at least one fraction digit; no sign, exponent, whitespace, underscores or other
+    digits) of at most ``limits.amount_text_length_max`` characters, a finite non-negative
+    ``Decimal`` of at most as many digits, or a non-negative ``int``. Everything else is
+    ``invalid_amount``, refused before any arithmetic (``"1e999999"`` never becomes a number).
+    No ``Decimal`` arithmetic happens here, so no context can round or trap.
+    """
+    if isinstance(amount, bool) or not isinstance(amount, str | int | Decimal):
         raise InvalidAmount(
             f"amount must be decimal text, not {type(amount).__name__}",
-            amount=repr(amount),
+            amount=_shown(amount),
         )
     if isinstance(amount, int):
-        value = Decimal(amount)
-    elif isinstance(amount, Decimal):
-        value = amount
-    elif isinstance(amount, str):
-        text = amount.strip()
-        if not _DECIMAL_TEXT.match(text):
-            raise InvalidAmount(f"amount {amount!r} is not decimal text", amount=amount)
-        try:
-            value = Decimal(text)
-        except InvalidOperation as error:  # pragma: no cover - the pattern guards this
-            raise InvalidAmount(f"amount {amount!r} is not decimal text", amount=amount) from error
-    else:
+        if amount < 0:
+            raise InvalidAmount(f"amount {amount} must be greater than zero", amount=str(amount))
+        if amount > limits.amount_minor_max:
+            raise InvalidAmount(
+                f"amount {_shown(amount)} is above the maximum of 2^63-1 minor units",
+                amount=_shown(amount),
+            )
+        return amount, 0
+    if isinstance(amount, Decimal):
+        return _exact_from_decimal(amount)
+    if len(amount) > limits.amount_text_length_max or not _DECIMAL_TEXT.fullmatch(amount):
         raise InvalidAmount(
-            f"amount must be decimal text, not {type(amount).__name__}", amount=repr(amount)
+            f"amount {_shown(amount)} is not decimal text ({AMOUNT_GRAMMAR})",
+            amount=_shown(amount),
         )
-    if not value.is_finite():
-        raise InvalidAmount(f"amount {amount!r} is not finite", amount=str(amount))
-    return value
+    whole, _, fraction = amount.partition(".")
+    return int(whole + fraction), len(fraction)
 
 
-def canonical_decimal(amount: object) -> str:
+def _exact_from_decimal(amount: Decimal) -> tuple[int, int]:
+    sign, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):
+        raise InvalidAmount(f"amount {amount!r} is not finite", amount=repr(amount))
+    if len(digits) > limits.amount_text_length_max or abs(exponent) > limits.amount_text_length_max:
+        raise InvalidAmount(f"amount {_shown(amount)} is out of range", amount=_shown(amount))
+    coefficient = int("".join(str(digit) for digit in digits) or "0")
+    if sign and coefficient:
+        raise InvalidAmount(f"amount {amount!r} must be greater than zero", amount=repr(amount))
+    if exponent >= 0:
+        return coefficient * 10**exponent, 0
+    return coefficient, -exponent
+
+
+def canonical_decimal(amount: object, *, allow_zero: bool = False) -> str:
     """The exact value of a positive decimal amount as canonical text ("1.0" and "1.00" are
     both "1"), for hashing a request before its currency is known. Refuses what
     :func:`parse_amount` refuses whatever the currency: floats, bools, junk, zero, negatives."""
-    value = _to_decimal(amount)
-    if value <= 0:
-        raise InvalidAmount(f"amount {amount!r} must be greater than zero", amount=str(amount))
-    if value.adjusted() > 30:
-        raise InvalidAmount(f"amount {amount!r} is out of range", amount=str(amount))
-    return format(value.normalize(), "f")
+    coefficient, scale = exact_decimal(amount)
+    if coefficient == 0 and not allow_zero:
+        raise InvalidAmount(
+            f"amount {_shown(amount)} must be greater than zero", amount=_shown(amount)
+        )
+    while scale and coefficient % 10 == 0:
+        coefficient //= 10
+        scale -= 1
+    return format_minor(coefficient, scale)
 
 
 def format_minor(amount_minor: int, exponent: int) -> str:

@@ -14,7 +14,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -47,11 +46,11 @@ from ledger_db import (
 from ledger_db.errors import (
     HoldNotFound,
     IdempotencyKeyReused,
-    InvalidAmount,
     LedgerError,
     error_class_for_code,
 )
 from ledger_db.ids import derive_hold_id, hold_workflow_id
+from ledger_db.money import canonical_decimal
 from ledger_db.validation import check_idempotency_key, check_tenant_id
 from workflows import search_attributes as sa
 from workflows.hold import HoldWorkflow
@@ -134,20 +133,9 @@ def ledger_error_from(error: BaseException) -> LedgerError | None:
 
 
 def _amount_text(amount: object) -> str:
-    """Decimal text of an amount given as text, ``Decimal`` or ``int``; floats are refused."""
-    if isinstance(amount, (bool, float)):
-        raise InvalidAmount(
-            f"amount must be decimal text, not {type(amount).__name__}", amount=repr(amount)
-        )
-    if isinstance(amount, str):
-        return amount
-    if isinstance(amount, Decimal):
-        return format(amount, "f")
-    if isinstance(amount, int):
-        return str(amount)
-    raise InvalidAmount(
-        f"amount must be decimal text, not {type(amount).__name__}", amount=repr(amount)
-    )
+    """An amount given as text, ``Decimal`` or ``int`` as canonical decimal text, checked
+    against the ledger's one grammar (``ledger_db.money``) before anything is sent."""
+    return canonical_decimal(amount)
 
 
 class LedgerClient:

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import math
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from temporalio import workflow
@@ -40,9 +39,10 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, ApplicationErrorCategory
 
 with workflow.unsafe.imports_passed_through():
+    from ledger_db.errors import InvalidAmount
     from ledger_db.ids import derive_hold_id
     from ledger_db.models import Hold, HoldState
-    from ledger_db.money import format_minor
+    from ledger_db.money import format_minor, parse_amount
     from workflows import activity_names
     from workflows import search_attributes as sa
     from workflows.models import (
@@ -453,19 +453,10 @@ class HoldWorkflow:
 
     def _check_capture_amount(self, amount: str, hold: Hold) -> None:
         try:
-            value = Decimal(amount.strip())
-        except (InvalidOperation, AttributeError):
-            raise _business_error(
-                "invalid_amount", f"amount {amount!r} is not decimal text"
-            ) from None
-        if not value.is_finite() or value <= 0:
-            raise _business_error("invalid_amount", f"amount {amount!r} must be positive")
-        minor = value.scaleb(self._exponent)
-        if minor != minor.to_integral_value():
-            raise _business_error(
-                "invalid_amount", f"amount {amount!r} has more than {self._exponent} decimals"
-            )
-        if int(minor) > hold.amount_minor:
+            minor = parse_amount(amount, self._exponent)
+        except InvalidAmount as error:
+            raise _business_error(error.code, error.message) from None
+        if minor > hold.amount_minor:
             raise _business_error(
                 "capture_exceeds_hold",
                 f"capture {canonical_amount(amount)} exceeds the held "

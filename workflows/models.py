@@ -11,12 +11,13 @@ import enum
 import hashlib
 import json
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ledger_db.errors import InvalidAmount
 from ledger_db.models import Hold
+from ledger_db.money import canonical_decimal
 
 __all__ = [
     "ALREADY_RESOLVED_CODE",
@@ -48,18 +49,16 @@ class _Model(BaseModel):
 def canonical_amount(amount: str | None) -> str | None:
     """Decimal text in one canonical spelling ("20.00" and "20" are the same request).
 
-    Text that is not a decimal is kept as-is: the ledger rejects it with ``invalid_amount``.
+    The grammar is the ledger's (``ledger_db.money``). Text outside it is kept as-is, so that
+    hashing a request never raises inside a workflow: the validators and the ledger reject it
+    with ``invalid_amount``.
     """
     if amount is None:
         return None
     try:
-        value = Decimal(amount.strip())
-    except (InvalidOperation, AttributeError):
+        return canonical_decimal(amount, allow_zero=True)
+    except InvalidAmount:
         return amount
-    if not value.is_finite():
-        return amount
-    text = format(value.normalize(), "f")
-    return "0" if text in ("-0", "0") else text
 
 
 def request_hash(fields: dict[str, Any]) -> str:
