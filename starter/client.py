@@ -133,9 +133,11 @@ def ledger_error_from(error: BaseException) -> LedgerError | None:
 
 
 def _amount_text(amount: object) -> str:
-    """An amount given as text, ``Decimal`` or ``int`` as canonical decimal text, checked
-    against the ledger's one grammar (``ledger_db.money``) before anything is sent."""
-    return canonical_decimal(amount)
+    """An amount given as text, ``Decimal`` or ``int``, checked against the ledger's one grammar
+    (``ledger_db.money``) before anything is sent. Text keeps the caller's spelling ("40.00" is
+    shown as such in the hold's summary); ``Decimal`` and ``int`` become canonical text."""
+    canonical = canonical_decimal(amount)
+    return amount if isinstance(amount, str) else canonical
 
 
 class LedgerClient:
