@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,6 +25,17 @@ def new_key() -> str:
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TTL_SECONDS = 600
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The cases pass ``now=NOW``; the ledger's clock stands at NOW too (a caller's ``now``
+    must lie near the ledger's clock, and this module may run long after it was imported)."""
+    instance = Ledger.from_url(database_url, clock=lambda: NOW)
+    try:
+        yield instance
+    finally:
+        instance.close()
 
 
 @dataclass
