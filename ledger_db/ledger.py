@@ -98,7 +98,7 @@ from ledger_db.schema import (
     journal_transactions,
     outbox_events,
 )
-from ledger_db.sums import exact_sum, exact_sum_columns
+from ledger_db.sums import amounts_in_out, exact_sum, exact_sum_columns
 from ledger_db.validation import (
     check_account_id,
     check_bool,
@@ -959,13 +959,7 @@ class Ledger:
                 sequence = max(int(r.last_sequence) for r in rows.values())
             else:
                 # IN and OUT summed apart (each exact past 2^63 - 1, see ledger_db.sums).
-                amount_in, amount_out = (
-                    sa.case(
-                        (journal_entries.c.direction == direction, journal_entries.c.amount_minor),
-                        else_=0,
-                    )
-                    for direction in ("IN", "OUT")
-                )
+                amount_in, amount_out = amounts_in_out()
                 sums = {
                     r.account_id: (
                         exact_sum(r, self._dialect, "in") - exact_sum(r, self._dialect, "out"),
@@ -1927,67 +1921,68 @@ class Ledger:
         check_tenant_id(tenant_id)
         if not isinstance(entry, LedgerEntryInput | Mapping):
             raise InvalidEntry("each entry must be a record (an object)", field="entries")
-        self._check_record(entry, 0, tenant_id)
+        self._checked_record(entry, tenant_id)
 
     def _check_record(
         self, entry: LedgerEntryInput | Mapping[str, Any], index: int, tenant_id: str
     ) -> dict[str, Any]:
         """Validates one v1.0 record; the error names the record's index and field."""
         try:
-            # A LedgerEntryInput is validated again: one built with model_construct() is not.
-            record = LedgerEntryInput.model_validate(dict(entry))
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "entry"
-            raise InvalidEntry(
-                f"entry {index}: {field}: {first['msg']}", field=field, index=index
-            ) from error
-        try:
-            if record.tenant_id is not None and record.tenant_id != tenant_id:
-                raise InvalidEntry("tenant_id differs from the call's tenant", field="tenant_id")
-            entry_id = None
-            if record.ledger_entry_id is not None:
-                try:
-                    entry_id = str(uuid.UUID(record.ledger_entry_id))
-                except ValueError as error:
-                    raise InvalidEntry(
-                        "ledger_entry_id is not a UUID", field="ledger_entry_id"
-                    ) from error
-            if record.account_id is not None:
-                check_account_id(record.account_id)
-            amount_minor = self.registry.to_minor(record.amount, record.currency)
-            if not (record.asset_id or record.task_id or record.external_ref):
-                raise InvalidEntry(
-                    "at least one of asset_id, task_id, external_ref must be set", field="asset_id"
-                )
-            references = {
-                name: check_optional_identifier(getattr(record, name), name)
-                for name in ("project_id", "asset_id", "task_id", "external_ref")
-            }
-            occurred_at = (
-                None
-                if record.occurred_at is None
-                else check_instant(record.occurred_at, "occurred_at")
-            )
-            return {
-                "ledger_entry_id": entry_id,
-                "account_id": record.account_id,
-                **references,
-                "env": check_identifier(record.env, "env", length_max=limits.env_length_max),
-                "direction": record.direction.value,
-                "amount_minor": amount_minor,
-                "currency": record.currency,
-                "reason": check_text(record.reason, "reason"),
-                "category": check_text(record.category, "category"),
-                "tags": check_tags(record.tags),
-                "meta": check_meta(record.meta),
-                "occurred_at": iso(occurred_at),
-            }
+            return self._checked_record(entry, tenant_id)
         except LedgerError as error:
             error.details.setdefault("index", index)
             error.message = f"entry {index}: {error.message}"
             error.args = (error.message,)
             raise
+
+    def _checked_record(
+        self, entry: LedgerEntryInput | Mapping[str, Any], tenant_id: str
+    ) -> dict[str, Any]:
+        try:
+            # A LedgerEntryInput is validated again: one built with model_construct() is not.
+            record = LedgerEntryInput.model_validate(dict(entry))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "entry"
+            raise InvalidEntry(f"{field}: {first['msg']}", field=field) from error
+        if record.tenant_id is not None and record.tenant_id != tenant_id:
+            raise InvalidEntry("tenant_id differs from the call's tenant", field="tenant_id")
+        entry_id = None
+        if record.ledger_entry_id is not None:
+            try:
+                entry_id = str(uuid.UUID(record.ledger_entry_id))
+            except ValueError as error:
+                raise InvalidEntry(
+                    "ledger_entry_id is not a UUID", field="ledger_entry_id"
+                ) from error
+        if record.account_id is not None:
+            check_account_id(record.account_id)
+        amount_minor = self.registry.to_minor(record.amount, record.currency)
+        if not (record.asset_id or record.task_id or record.external_ref):
+            raise InvalidEntry(
+                "at least one of asset_id, task_id, external_ref must be set", field="asset_id"
+            )
+        references = {
+            name: check_optional_identifier(getattr(record, name), name)
+            for name in ("project_id", "asset_id", "task_id", "external_ref")
+        }
+        occurred_at = (
+            None if record.occurred_at is None else check_instant(record.occurred_at, "occurred_at")
+        )
+        return {
+            "ledger_entry_id": entry_id,
+            "account_id": record.account_id,
+            **references,
+            "env": check_identifier(record.env, "env", length_max=limits.env_length_max),
+            "direction": record.direction.value,
+            "amount_minor": amount_minor,
+            "currency": record.currency,
+            "reason": check_text(record.reason, "reason"),
+            "category": check_text(record.category, "category"),
+            "tags": check_tags(record.tags),
+            "meta": check_meta(record.meta),
+            "occurred_at": iso(occurred_at),
+        }
 
     def reverse_transaction(
         self,

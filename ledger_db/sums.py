@@ -14,7 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["exact_sum", "exact_sum_columns"]
+from ledger_db.schema import journal_entries
+
+__all__ = ["amounts_in_out", "exact_sum", "exact_sum_columns", "net_minor"]
 
 _LOW_BITS = 32
 _LOW_MASK = (1 << _LOW_BITS) - 1
@@ -39,14 +41,23 @@ def exact_sum(row: Any, dialect_name: str, label: str) -> int:
     return (int(mapping[f"{label}_high"]) << _LOW_BITS) + int(mapping[f"{label}_low"])
 
 
-def exact_sum_value(
-    connection: sa.Connection, amount: Any, conditions: Sequence[Any], source: Any
-) -> int:
-    """The exact sum of ``amount`` over the rows of ``source`` matching ``conditions``."""
+def amounts_in_out() -> tuple[Any, Any]:
+    """A journal entry's amount as an IN part and an OUT part (the other one zero)."""
+    table = journal_entries.c
+    return tuple(  # type: ignore[return-value]
+        sa.case((table.direction == direction, table.amount_minor), else_=0)
+        for direction in ("IN", "OUT")
+    )
+
+
+def net_minor(connection: sa.Connection, conditions: Sequence[Any]) -> int:
+    """IN minus OUT of the journal entries matching ``conditions``, exactly."""
     dialect_name = connection.dialect.name
+    amount_in, amount_out = amounts_in_out()
     row = connection.execute(
-        sa.select(*exact_sum_columns(amount, dialect_name, "total"))
-        .select_from(source)
-        .where(*conditions)
+        sa.select(
+            *exact_sum_columns(amount_in, dialect_name, "in"),
+            *exact_sum_columns(amount_out, dialect_name, "out"),
+        ).where(*conditions)
     ).one()
-    return exact_sum(row, dialect_name, "total")
+    return exact_sum(row, dialect_name, "in") - exact_sum(row, dialect_name, "out")
