@@ -173,6 +173,31 @@ _NOT_REVERSIBLE: dict[str, str] = {
 }
 
 
+def _append_control(
+    conn: sa.Connection,
+    tenant_id: str,
+    transaction_id: str,
+    kind: TransactionKind,
+    idempotency_key: str,
+    recorded_at: datetime,
+    meta: dict[str, Any],
+) -> None:
+    """Appends a control transaction: no entries, the record it carries in its hashed meta."""
+    journal.append(
+        conn,
+        TransactionDraft(
+            tenant_id=tenant_id,
+            transaction_id=transaction_id,
+            kind=kind.value,
+            idempotency_key=idempotency_key,
+            occurred_at=recorded_at,
+            recorded_at=recorded_at,
+            entries=[],
+            meta=meta,
+        ),
+    )
+
+
 def _account_kind(kind: object) -> AccountKind:
     if isinstance(kind, str):
         try:
@@ -307,6 +332,19 @@ def _record_batches(
     if sum(len(batch) for batch in batches) > limits.batch_size_max:
         raise InvalidEntry(f"at most {limits.batch_size_max} records per call", field="entries")
     return batches
+
+
+# The arguments of Ledger._apply for one recording: operation, tenant, key, request hash,
+# result type, the write, the caller's now.
+_PreparedRecord = tuple[
+    str,
+    str,
+    str,
+    str,
+    type[TransactionBatchResult],
+    Callable[[sa.Connection, datetime], TransactionBatchResult],
+    datetime | None,
+]
 
 
 def _replayed_batches(result: TransactionBatchResult) -> TransactionBatchResult:
@@ -600,20 +638,16 @@ class Ledger:
         if not opened:
             return
         records = sorted(opened, key=lambda attributes: str(attributes["account_id"]))
-        journal.append(
+        _append_control(
             conn,
-            TransactionDraft(
-                tenant_id=tenant_id,
-                transaction_id=derive_account_open_transaction_id(
-                    tenant_id, [str(record["account_id"]) for record in records]
-                ),
-                kind=TransactionKind.ACCOUNT_OPEN.value,
-                idempotency_key=idempotency_key,
-                occurred_at=recorded_at,
-                recorded_at=recorded_at,
-                entries=[],
-                meta={"accounts": [dict(record) for record in records]},
+            tenant_id,
+            derive_account_open_transaction_id(
+                tenant_id, [str(record["account_id"]) for record in records]
             ),
+            TransactionKind.ACCOUNT_OPEN,
+            idempotency_key,
+            recorded_at,
+            {"accounts": [dict(record) for record in records]},
         )
 
     def _lock_accounts(
@@ -868,22 +902,18 @@ class Ledger:
             limit_minor = parse_amount(
                 overdraft_limit, self.registry.exponent(row.currency), allow_zero=True
             )
-            journal.append(
+            _append_control(
                 conn,
-                TransactionDraft(
-                    tenant_id=tenant_id,
-                    transaction_id=transaction_id,
-                    kind=TransactionKind.ACCOUNT_CHANGE.value,
-                    idempotency_key=idempotency_key,
-                    occurred_at=recorded_at,
-                    recorded_at=recorded_at,
-                    entries=[],
-                    meta={
-                        "account_id": account_id,
-                        "set": {"overdraft_limit_minor": limit_minor},
-                        "previous": {"overdraft_limit_minor": int(row.overdraft_limit_minor)},
-                    },
-                ),
+                tenant_id,
+                transaction_id,
+                TransactionKind.ACCOUNT_CHANGE,
+                idempotency_key,
+                recorded_at,
+                {
+                    "account_id": account_id,
+                    "set": {"overdraft_limit_minor": limit_minor},
+                    "previous": {"overdraft_limit_minor": int(row.overdraft_limit_minor)},
+                },
             )
             conn.execute(
                 accounts.update()
@@ -1691,7 +1721,9 @@ class Ledger:
         external account: the tenant's view of the transaction is exactly the records.
         """
         result = self._record(
-            "record_entries", [entries], tenant_id, idempotency_key, account_id, now
+            self._prepare_record(
+                "record_entries", [entries], tenant_id, idempotency_key, account_id, now
+            )
         )
         return result.transactions[0].model_copy(update={"replayed": result.replayed})
 
@@ -1708,7 +1740,9 @@ class Ledger:
         a whole import applies completely or not at all. At most ``batch_size_max`` records."""
         return _replayed_batches(
             self._record(
-                "record_entries_many", batches, tenant_id, idempotency_key, account_id, now
+                self._prepare_record(
+                    "record_entries_many", batches, tenant_id, idempotency_key, account_id, now
+                )
             )
         )
 
@@ -1746,19 +1780,8 @@ class Ledger:
         )
         return [_replayed_batches(result) for result in results]
 
-    def _record(
-        self,
-        operation: str,
-        batches: object,
-        tenant_id: str,
-        idempotency_key: str,
-        account_id: str | None,
-        now: datetime | None,
-    ) -> TransactionBatchResult:
-        arguments = self._prepare_record(
-            operation, batches, tenant_id, idempotency_key, account_id, now
-        )
-        return self._in_transaction(operation, lambda conn: self._apply(conn, *arguments))
+    def _record(self, prepared: _PreparedRecord) -> TransactionBatchResult:
+        return self._in_transaction(prepared[0], lambda conn: self._apply(conn, *prepared))
 
     def _prepare_record(
         self,
@@ -1768,15 +1791,7 @@ class Ledger:
         idempotency_key: str,
         account_id: str | None,
         now: datetime | None,
-    ) -> tuple[
-        str,
-        str,
-        str,
-        str,
-        type[TransactionBatchResult],
-        Callable[[sa.Connection, datetime], TransactionBatchResult],
-        datetime | None,
-    ]:
+    ) -> _PreparedRecord:
         """Validates a recording and returns the arguments of :meth:`_apply` that write it."""
         check_tenant_id(tenant_id)
         check_idempotency_key(idempotency_key)

@@ -36,6 +36,14 @@ def journal_url(database_url: str) -> Iterator[str]:
     yield database_url
 
 
+def assert_verifies(url: str) -> None:
+    ledger = Ledger.from_url(url)
+    try:
+        assert ledger.verify_journal() == []
+    finally:
+        ledger.close()
+
+
 def _rows(engine: sa.Engine, table: str) -> list[Any]:
     with engine.connect() as connection:
         return sorted(map(tuple, connection.exec_driver_sql(f"SELECT * FROM {table}").all()))
@@ -81,11 +89,7 @@ def test_journal_still_verifies_after_refused_tampering(journal_url: str) -> Non
                 connection.exec_driver_sql(f"DELETE FROM {table}")
     finally:
         plain.dispose()
-    ledger = Ledger.from_url(journal_url)
-    try:
-        assert ledger.verify_journal() == []
-    finally:
-        ledger.close()
+    assert_verifies(journal_url)
 
 
 @pytest.mark.postgres
@@ -184,11 +188,7 @@ def test_journal_rows_cannot_be_overwritten_by_an_insert(journal_url: str, table
             assert _rows(plain, table) == before, statement
     finally:
         plain.dispose()
-    ledger = Ledger.from_url(journal_url)
-    try:
-        assert ledger.verify_journal() == []
-    finally:
-        ledger.close()
+    assert_verifies(journal_url)
 
 
 def test_the_ledgers_own_sqlite_connections_fire_delete_triggers_on_replace(

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_data import sample_record as _record
 
 from ledger_db import Ledger, errors
+from ledger_db.finops.records import FIELDS
 
 JUNK = st.one_of(
     st.none(),
@@ -77,38 +79,9 @@ def _key() -> str:
     return uuid.uuid4().hex
 
 
-def _record(**override: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "task_id": "t",
-        "direction": "OUT",
-        "amount": "0.01",
-        "currency": "USD",
-        "reason": "R",
-        "category": "C",
-    }
-    entry.update(override)
-    return entry
-
-
 Call = Callable[[Context, Any], object]
-RECORD_FIELDS = (
-    "ledger_entry_id",
-    "tenant_id",
-    "project_id",
-    "env",
-    "asset_id",
-    "task_id",
-    "external_ref",
-    "direction",
-    "amount",
-    "currency",
-    "reason",
-    "category",
-    "tags",
-    "meta",
-    "occurred_at",
-    "account_id",
-)
+# Every field a caller may give a record (recorded_at is the ledger's own), and account_id.
+RECORD_FIELDS = (*(name for name in FIELDS if name != "recorded_at"), "account_id")
 
 
 def _calls() -> dict[str, Call]:

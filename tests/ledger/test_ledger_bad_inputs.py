@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ledger_data import sample_record
 
 from ledger_db import Ledger, errors, limits
 from ledger_db.models import Direction, LedgerEntryInput
@@ -54,18 +55,7 @@ class World:
 
 
 def _record(**overrides: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "task_id": "task-1",
-        "direction": "OUT",
-        "amount": "1.00",
-        "currency": "USD",
-        "reason": "PROCUREMENT",
-        "category": "CLOUD_COST",
-        "tags": ["ok"],
-        "meta": {},
-    }
-    entry.update(overrides)
-    return entry
+    return sample_record(**{"tags": ["ok"], "meta": {}, **overrides})
 
 
 @pytest.fixture
