@@ -236,13 +236,20 @@ async def relay_unsent(
     after_sequence = 0
     sent_total = 0
     for _ in range(batches_max):
-        events = await asyncio.to_thread(
-            ledger.list_events,
-            tenant_id=tenant_id,
-            after_sequence=after_sequence,
-            limit=batch_size,
-            unsent_only=True,
-        )
+        if tenant_id is None:
+            events = await asyncio.to_thread(
+                ledger.list_unsent_events_all_tenants,
+                after_sequence=after_sequence,
+                limit=batch_size,
+            )
+        else:
+            events = await asyncio.to_thread(
+                ledger.list_events,
+                tenant_id=tenant_id,
+                after_sequence=after_sequence,
+                limit=batch_size,
+                unsent_only=True,
+            )
         if not events:
             break
         sent = await publisher.publish(events)

@@ -6,7 +6,7 @@ or PostgreSQL. See ``docs/ledger-api.md`` for the contract.
 
 from ledger_db.errors import LedgerError
 from ledger_db.ids import derive_hold_id, hold_workflow_id
-from ledger_db.ledger import Ledger, LedgerConfig
+from ledger_db.ledger import Ledger, LedgerConfig, RecordRequest
 from ledger_db.models import (
     Account,
     AccountKind,
@@ -41,6 +41,7 @@ __all__ = [
     "LedgerEntryInput",
     "LedgerError",
     "Problem",
+    "RecordRequest",
     "TransactionBatchResult",
     "TransactionKind",
     "TransactionResult",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 __all__ = [
     "LEDGER_NAMESPACE",
+    "derive_account_open_transaction_id",
     "derive_entry_id",
     "derive_event_id",
     "derive_hold_id",
@@ -56,3 +58,9 @@ def derive_entry_id(transaction_id: str, entry_index: int) -> str:
 def derive_event_id(transaction_id: str, event_type: str) -> str:
     """The event ID of the billing event a transaction emits: a retry re-emits the same ID."""
     return _derive("event", transaction_id, event_type)
+
+
+def derive_account_open_transaction_id(tenant_id: str, account_ids: Sequence[str]) -> str:
+    """The control transaction that journals the opening of ``account_ids`` (an account is
+    opened once, so the IDs it opens name the transaction)."""
+    return _derive("txn", tenant_id, "account_open", *sorted(account_ids))

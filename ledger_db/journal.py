@@ -3,6 +3,19 @@
 Appending is the last step of every write: the caller has already locked the rows it decided
 on; ``append`` then locks ``journal_head`` (always last, so lock order stays fixed), takes the
 next sequence, chains the hash, inserts the rows and moves the balance snapshots.
+
+Hash formats are versioned (``journal_transactions.hash_version``) and each version is kept
+forever, so a journal written by an older release stays verifiable:
+
+- version 1: SHA-256 over ``prev_hash`` and the canonical JSON of the transaction's columns and
+  of each entry's columns except its tenant, transaction ID and journal sequence (what the first
+  release hashed);
+- version 2 (written today): SHA-256 over the canonical JSON of *every* stored column of the
+  transaction (``prev_hash`` and ``hash_version`` included) and of each of its entries, exactly as
+  the database hands them back: fixed-width UTC instants, ints, booleans, and meta as stored.
+
+A new format is one more entry in :data:`HASH_VERSIONS` plus a new value of
+:data:`HASH_VERSION_CURRENT`; verification dispatches on each row's own version.
 """
 
 from __future__ import annotations
@@ -10,20 +23,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from ledger_db import limits
-from ledger_db.errors import InvalidAmount, UnbalancedTransaction
+from ledger_db import limits, row_audit
+from ledger_db.errors import InvalidAmount, InvalidEntry, UnbalancedTransaction
 from ledger_db.ids import derive_entry_id
-from ledger_db.models import Direction, JournalEntry, Problem
+from ledger_db.models import CONTROL_KINDS, Direction, JournalEntry, Problem, TransactionKind
 from ledger_db.schema import (
     accounts,
     holds,
+    instant_text,
     journal_entries,
     journal_head,
     journal_transactions,
@@ -31,6 +45,8 @@ from ledger_db.schema import (
 
 __all__ = [
     "GENESIS_HASH",
+    "HASH_VERSIONS",
+    "HASH_VERSION_CURRENT",
     "EntryDraft",
     "TransactionDraft",
     "append",
@@ -45,7 +61,7 @@ _VERIFY_BATCH_TRANSACTIONS = 500
 
 
 def iso(value: datetime | None) -> str | None:
-    """The one text form of an instant used in hashes: UTC, microseconds, 'Z'."""
+    """The text form of an instant used in version-1 hashes, requests and event payloads."""
     if value is None:
         return None
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -76,7 +92,7 @@ class EntryDraft:
 
 @dataclass(frozen=True)
 class TransactionDraft:
-    """A balanced group of entries decided on but not yet written."""
+    """A balanced group of entries (none for a control transaction) not yet written."""
 
     tenant_id: str
     transaction_id: str
@@ -96,7 +112,11 @@ def _canonical(value: Any) -> bytes:
     ).encode()
 
 
-def _hash_view_of_transaction(row: dict[str, Any]) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------
+# Version 1 (kept as it was written: verifiable forever)
+
+
+def _hash_view_of_transaction_v1(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "sequence": row["sequence"],
         "transaction_id": row["transaction_id"],
@@ -112,7 +132,7 @@ def _hash_view_of_transaction(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_ENTRY_HASHED_COLUMNS = (
+_ENTRY_HASHED_COLUMNS_V1 = (
     "entry_index",
     "ledger_entry_id",
     "account_id",
@@ -133,32 +153,113 @@ _ENTRY_HASHED_COLUMNS = (
 )
 
 
-def _hash_view_of_entry(row: dict[str, Any]) -> dict[str, Any]:
-    view = {column: row[column] for column in _ENTRY_HASHED_COLUMNS}
+def _hash_view_of_entry_v1(row: Mapping[str, Any]) -> dict[str, Any]:
+    view = {column: row[column] for column in _ENTRY_HASHED_COLUMNS_V1}
     view["counterpart"] = bool(view["counterpart"])
     view["occurred_at"] = iso(row["occurred_at"])
     view["recorded_at"] = iso(row["recorded_at"])
     return view
 
 
-def transaction_hash(
-    prev_hash: str, transaction_row: dict[str, Any], entry_rows: Iterable[dict[str, Any]]
-) -> str:
-    """SHA-256 over the previous hash and a canonical, key-ordered encoding of the transaction."""
+def _hash_v1(transaction: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> str:
     digest = hashlib.sha256()
-    digest.update(prev_hash.encode())
+    digest.update(str(transaction["prev_hash"]).encode())
     digest.update(
         _canonical(
             {
-                "transaction": _hash_view_of_transaction(transaction_row),
-                "entries": [
-                    _hash_view_of_entry(entry)
-                    for entry in sorted(entry_rows, key=lambda e: int(e["entry_index"]))
-                ],
+                "transaction": _hash_view_of_transaction_v1(transaction),
+                "entries": [_hash_view_of_entry_v1(entry) for entry in entries],
             }
         )
     )
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Version 2: every stored column, as stored
+
+TRANSACTION_COLUMNS_V2: tuple[str, ...] = (
+    "sequence",
+    "transaction_id",
+    "tenant_id",
+    "kind",
+    "idempotency_key",
+    "hold_id",
+    "reverses_transaction_id",
+    "entry_count",
+    "occurred_at",
+    "recorded_at",
+    "meta",
+    "prev_hash",
+    "hash_version",
+)
+ENTRY_COLUMNS_V2: tuple[str, ...] = (
+    "journal_sequence",
+    "entry_index",
+    "ledger_entry_id",
+    "transaction_id",
+    "tenant_id",
+    "account_id",
+    "project_id",
+    "env",
+    "asset_id",
+    "task_id",
+    "external_ref",
+    "direction",
+    "amount_minor",
+    "currency",
+    "reason",
+    "category",
+    "tags",
+    "meta",
+    "occurred_at",
+    "recorded_at",
+    "counterpart",
+    "hold_id",
+)
+_INTEGER_COLUMNS = frozenset(
+    {"sequence", "entry_count", "hash_version", "journal_sequence", "entry_index", "amount_minor"}
+)
+
+
+def _stored_value(column: str, value: Any) -> Any:
+    """A column's value in the one form both engines hand back."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return instant_text(value)
+    if column in _INTEGER_COLUMNS:
+        return int(value)
+    if column == "counterpart":
+        return bool(value)
+    return value
+
+
+def _hash_v2(transaction: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> str:
+    body = {
+        "transaction": {
+            column: _stored_value(column, transaction[column]) for column in TRANSACTION_COLUMNS_V2
+        },
+        "entries": [
+            {column: _stored_value(column, entry[column]) for column in ENTRY_COLUMNS_V2}
+            for entry in entries
+        ],
+    }
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
+HashFunction = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], str]
+HASH_VERSIONS: Mapping[int, HashFunction] = {1: _hash_v1, 2: _hash_v2}
+HASH_VERSION_CURRENT = 2
+
+
+def transaction_hash(
+    transaction_row: Mapping[str, Any], entry_rows: Iterable[Mapping[str, Any]]
+) -> str:
+    """The hash of a transaction (with its ``prev_hash`` and ``hash_version``) and its entries,
+    in the format its ``hash_version`` names. Raises ``KeyError`` for an unknown version."""
+    hasher = HASH_VERSIONS[int(transaction_row["hash_version"])]
+    return hasher(transaction_row, sorted(entry_rows, key=lambda e: int(e["entry_index"])))
 
 
 def check_balanced(entries: Sequence[EntryDraft]) -> None:
@@ -175,19 +276,56 @@ def check_balanced(entries: Sequence[EntryDraft]) -> None:
         )
 
 
+def _check_shape(draft: TransactionDraft) -> None:
+    if draft.kind in CONTROL_KINDS:
+        if draft.entries:
+            raise UnbalancedTransaction("a control transaction carries no entries")
+        return
+    check_balanced(draft.entries)
+    if len(draft.entries) > limits.entries_per_transaction_max:
+        raise UnbalancedTransaction("too many entries in one transaction")
+
+
+def _check_entry_ids_free(connection: sa.Connection, tenant_id: str, ids: Sequence[str]) -> None:
+    """Every ledger_entry_id is unique per tenant: one taken already is a typed error, found
+    before anything is written (a unique violation would otherwise end the transaction)."""
+    if len(set(ids)) != len(ids):
+        raise InvalidEntry("a ledger_entry_id appears twice", field="ledger_entry_id")
+    for start in range(0, len(ids), limits.page_size_max):
+        taken = connection.execute(
+            sa.select(journal_entries.c.ledger_entry_id)
+            .where(
+                journal_entries.c.tenant_id == tenant_id,
+                journal_entries.c.ledger_entry_id.in_(ids[start : start + limits.page_size_max]),
+            )
+            .limit(1)
+        ).first()
+        if taken is not None:
+            raise InvalidEntry(
+                f"ledger_entry_id {taken.ledger_entry_id} is recorded already",
+                field="ledger_entry_id",
+                ledger_entry_id=taken.ledger_entry_id,
+            )
+
+
 def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, list[JournalEntry]]:
     """Writes ``draft`` at the head of the chain and moves the balance snapshots.
 
     The caller holds locks on every account the draft touches; this locks the head last.
     """
-    check_balanced(draft.entries)
-    if len(draft.entries) > limits.entries_per_transaction_max:
-        raise UnbalancedTransaction("too many entries in one transaction")
+    _check_shape(draft)
+    entry_ids = [
+        entry.ledger_entry_id or derive_entry_id(draft.transaction_id, index)
+        for index, entry in enumerate(draft.entries)
+    ]
+    _check_entry_ids_free(connection, draft.tenant_id, entry_ids)
     head = connection.execute(
         sa.select(journal_head.c.last_sequence, journal_head.c.last_hash)
         .where(journal_head.c.id == 1)
         .with_for_update()
-    ).one()
+    ).first()
+    if head is None:
+        raise RuntimeError("journal_head is missing: the database is damaged (verify_journal)")
     sequence = int(head.last_sequence) + 1
     transaction_row: dict[str, Any] = {
         "sequence": sequence,
@@ -201,6 +339,8 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
         "occurred_at": draft.occurred_at,
         "recorded_at": draft.recorded_at,
         "meta": draft.meta,
+        "prev_hash": head.last_hash,
+        "hash_version": HASH_VERSION_CURRENT,
     }
     entry_rows: list[dict[str, Any]] = []
     deltas: dict[str, int] = defaultdict(int)
@@ -211,8 +351,7 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
             {
                 "journal_sequence": sequence,
                 "entry_index": index,
-                "ledger_entry_id": entry.ledger_entry_id
-                or derive_entry_id(draft.transaction_id, index),
+                "ledger_entry_id": entry_ids[index],
                 "transaction_id": draft.transaction_id,
                 "tenant_id": draft.tenant_id,
                 "account_id": entry.account_id,
@@ -249,13 +388,10 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
     for account_id, delta in moved:
         if abs(current[account_id] + delta) > limits.amount_minor_max:
             raise InvalidAmount("balance would leave the 64-bit range", account_id=account_id)
-    new_hash = transaction_hash(head.last_hash, transaction_row, entry_rows)
-    connection.execute(
-        journal_transactions.insert().values(
-            **transaction_row, prev_hash=head.last_hash, hash=new_hash
-        )
-    )
-    connection.execute(journal_entries.insert(), entry_rows)
+    new_hash = transaction_hash(transaction_row, entry_rows)
+    connection.execute(journal_transactions.insert().values(**transaction_row, hash=new_hash))
+    if entry_rows:
+        connection.execute(journal_entries.insert(), entry_rows)
     connection.execute(
         journal_head.update()
         .where(journal_head.c.id == 1)
@@ -315,14 +451,17 @@ def _transactions_in_batches(connection: sa.Connection) -> Iterator[Sequence[Any
 
 
 def verify(connection: sa.Connection) -> list[Problem]:
-    """Recomputes the chain, checks every transaction balances, and replays every balance.
+    """Recomputes the chain, checks every transaction balances, replays every balance, and
+    cross-checks the rows that drive payouts (holds, accounts) against the journal.
 
-    Returns every problem found, in journal order; an empty list means the books are intact.
+    Returns every problem found, in journal order then by row; an empty list means the books
+    are intact. Never raises on damaged data: what cannot be read is a problem too.
     """
     problems: list[Problem] = []
     expected_sequence = 1
     prev_hash = GENESIS_HASH
     replayed: dict[tuple[str, str], int] = defaultdict(int)
+    opened = row_audit.AccountJournal()
     for batch in _transactions_in_batches(connection):
         first, last = int(batch[0].sequence), int(batch[-1].sequence)
         entries_by_sequence: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -333,21 +472,31 @@ def verify(connection: sa.Connection) -> list[Problem]:
         ):
             entries_by_sequence[int(entry.journal_sequence)].append(dict(entry._mapping))
         for transaction in batch:
+            row = dict(transaction._mapping)
             problems.extend(
                 _verify_transaction(
-                    dict(transaction._mapping),
+                    row,
                     entries_by_sequence.get(int(transaction.sequence), []),
                     expected_sequence,
                     prev_hash,
                 )
             )
+            problems.extend(opened.observe(row))
             for posted in entries_by_sequence.get(int(transaction.sequence), []):
                 signed = int(posted["amount_minor"]) * (1 if posted["direction"] == "IN" else -1)
                 replayed[(posted["tenant_id"], posted["account_id"])] += signed
             expected_sequence = int(transaction.sequence) + 1
             prev_hash = transaction.hash
-    head = connection.execute(sa.select(journal_head).where(journal_head.c.id == 1)).one()
-    if int(head.last_sequence) != expected_sequence - 1 or head.last_hash != prev_hash:
+    head = connection.execute(sa.select(journal_head).where(journal_head.c.id == 1)).first()
+    if head is None:
+        problems.append(
+            Problem(
+                kind="head_missing",
+                message="journal_head has no row: the ledger cannot append",
+                expected=f"{expected_sequence - 1}:{prev_hash}",
+            )
+        )
+    elif int(head.last_sequence) != expected_sequence - 1 or head.last_hash != prev_hash:
         problems.append(
             Problem(
                 kind="head_mismatch",
@@ -359,7 +508,12 @@ def verify(connection: sa.Connection) -> list[Problem]:
         )
     problems.extend(_verify_balances(connection, replayed))
     problems.extend(_verify_holds(connection))
+    problems.extend(row_audit.verify_accounts(connection, opened))
+    problems.extend(row_audit.verify_holds(connection))
     return problems
+
+
+_KNOWN_KINDS = frozenset(kind.value for kind in TransactionKind)
 
 
 def _verify_transaction(
@@ -395,14 +549,38 @@ def _verify_transaction(
                 **where,
             )
         )
-    recomputed = transaction_hash(transaction["prev_hash"], transaction, entries)
-    if recomputed != transaction["hash"]:
+    version = transaction.get("hash_version", 1)
+    if version not in HASH_VERSIONS:
         problems.append(
             Problem(
-                kind="hash_mismatch",
-                message="stored hash does not match the transaction's content",
-                expected=recomputed,
-                actual=transaction["hash"],
+                kind="unknown_hash_version",
+                message=f"hash_version {version} is not a known hash format",
+                expected=" or ".join(str(known) for known in sorted(HASH_VERSIONS)),
+                actual=str(version),
+                **where,
+            )
+        )
+    else:
+        try:
+            recomputed = transaction_hash({**transaction, "hash_version": version}, entries)
+        except (TypeError, ValueError, KeyError) as error:
+            recomputed = f"(cannot be hashed: {error})"
+        if recomputed != transaction["hash"]:
+            problems.append(
+                Problem(
+                    kind="hash_mismatch",
+                    message="stored hash does not match the transaction's content",
+                    expected=recomputed,
+                    actual=transaction["hash"],
+                    **where,
+                )
+            )
+    if transaction["kind"] not in _KNOWN_KINDS:
+        problems.append(
+            Problem(
+                kind="unknown_kind",
+                message=f"transaction kind {transaction['kind']!r} is not one the ledger writes",
+                actual=str(transaction["kind"]),
                 **where,
             )
         )
@@ -414,6 +592,16 @@ def _verify_transaction(
                 message="the transaction's entries are not exactly 0..entry_count-1",
                 expected=str(transaction["entry_count"]),
                 actual=str(len(entries)),
+                **where,
+            )
+        )
+    if not entries and transaction["kind"] not in CONTROL_KINDS:
+        problems.append(
+            Problem(
+                kind="unbalanced",
+                message="a transaction that moves money has no entries",
+                expected=">= 2 entries",
+                actual="0",
                 **where,
             )
         )

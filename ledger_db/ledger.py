@@ -9,8 +9,15 @@ Every mutating operation follows the same path (``Ledger._write``):
    accounts sorted by ID, then the journal head last), decide, write, store the result.
 
 Lock order is what keeps PostgreSQL free of deadlocks under many writers; serialization and
-lock conflicts are retried, never reported as insufficient funds. SQLite has one writer at a
+lock conflicts are retried, never reported as insufficient funds. A unique violation is retried
+only when it is the idempotency-key claim race (a concurrent duplicate committed first: the retry
+answers from its result); any other one is a typed error at once. SQLite has one writer at a
 time (``BEGIN IMMEDIATE``).
+
+Accounts are journaled too: the operation that opens accounts appends an ``account_open``
+control transaction (no entries) recording their attributes, and an overdraft limit changes only
+through ``set_overdraft_limit`` (an ``account_change`` transaction), so ``verify_journal()`` can
+check every account row against the journal.
 """
 
 from __future__ import annotations
@@ -20,11 +27,12 @@ import json
 import logging
 import os
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -56,6 +64,7 @@ from ledger_db.errors import (
     TransactionNotFound,
 )
 from ledger_db.ids import (
+    derive_account_open_transaction_id,
     derive_entry_id,
     derive_event_id,
     derive_hold_id,
@@ -63,6 +72,7 @@ from ledger_db.ids import (
 )
 from ledger_db.journal import EntryDraft, TransactionDraft, entry_from_row, iso
 from ledger_db.models import (
+    REVERSIBLE_KINDS,
     Account,
     AccountKind,
     Balance,
@@ -79,6 +89,7 @@ from ledger_db.models import (
     TransactionResult,
 )
 from ledger_db.money import CurrencyRegistry, canonical_decimal, default_registry, parse_amount
+from ledger_db.row_audit import account_attributes
 from ledger_db.schema import (
     accounts,
     holds,
@@ -87,23 +98,32 @@ from ledger_db.schema import (
     journal_transactions,
     outbox_events,
 )
+from ledger_db.sums import amounts_in_out, exact_sum, exact_sum_columns
 from ledger_db.validation import (
     check_account_id,
-    check_aware,
+    check_bool,
     check_idempotency_key,
+    check_identifier,
+    check_instant,
+    check_limit,
     check_meta,
+    check_now,
+    check_optional_identifier,
     check_optional_text,
+    check_sequence,
     check_tags,
     check_tenant_id,
     check_text,
     check_ttl_seconds,
+    instant_after,
 )
 
-__all__ = ["Ledger", "LedgerConfig"]
+__all__ = ["Ledger", "LedgerConfig", "RecordRequest"]
 
 log = logging.getLogger(__name__)
 
 ResultT = TypeVar("ResultT", bound=BaseModel)
+T = TypeVar("T")
 
 # Reasons and categories of the ledger's own movements. FinOps reports leave out the HOLD
 # category by default: freezing and releasing moves no money out of the tenant.
@@ -137,6 +157,54 @@ class LedgerConfig:
         if not 0 <= fee <= limits.fee_basis_points_max:
             raise ValueError("LEDGER_PLATFORM_FEE_BPS must be between 0 and 10000")
         return cls(platform_fee_bps=fee)
+
+
+# A keyset cursor of list_ledger_entries; 19 digits is more than 2^63 - 1 already.
+_CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,19})", re.ASCII)
+# Why a transaction of a kind outside REVERSIBLE_KINDS is not reversed.
+_NOT_REVERSIBLE: dict[str, str] = {
+    **dict.fromkeys(
+        ("freeze", "capture", "release", "expire"),
+        "a {kind} transaction is resolved by its hold, not reversed",
+    ),
+    "finalize": "a finalize paid the payee; taking money back is a refund, not a reversal",
+    "reversal": "a reversal is not reversed; record a new entry",
+    "": "a {kind} transaction moves no money and is not reversed",
+}
+
+
+def _append_control(
+    conn: sa.Connection,
+    tenant_id: str,
+    transaction_id: str,
+    kind: TransactionKind,
+    idempotency_key: str,
+    recorded_at: datetime,
+    meta: dict[str, Any],
+) -> None:
+    """Appends a control transaction: no entries, the record it carries in its hashed meta."""
+    journal.append(
+        conn,
+        TransactionDraft(
+            tenant_id=tenant_id,
+            transaction_id=transaction_id,
+            kind=kind.value,
+            idempotency_key=idempotency_key,
+            occurred_at=recorded_at,
+            recorded_at=recorded_at,
+            entries=[],
+            meta=meta,
+        ),
+    )
+
+
+def _account_kind(kind: object) -> AccountKind:
+    if isinstance(kind, str):
+        try:
+            return AccountKind(kind)
+        except ValueError:
+            pass
+    raise InvalidEntry(f"unknown account kind {kind!r}", field="kind")
 
 
 def _system_account_id(kind: AccountKind, currency: str) -> str:
@@ -225,6 +293,68 @@ def _with_entries(conn: sa.Connection, rows: Sequence[Any]) -> list[TransactionR
     ]
 
 
+@dataclass(frozen=True)
+class RecordRequest:
+    """One tenant's part of :meth:`Ledger.record_entries_atomically`: the arguments of a
+    ``record_entries_many`` call."""
+
+    tenant_id: str
+    idempotency_key: str
+    batches: Sequence[Sequence[LedgerEntryInput | Mapping[str, Any]]]
+    account_id: str | None = None
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _record_batches(
+    batches: object, *, single: bool
+) -> Sequence[Sequence[LedgerEntryInput | Mapping[str, Any]]]:
+    """The batches of a recording, checked for shape and size before any record is read."""
+    per_batch = limits.entries_per_transaction_max // 2
+    if not isinstance(batches, list | tuple) or not all(_is_list(batch) for batch in batches):
+        raise InvalidEntry(
+            "entries must be a list of records" if single else "batches must be lists of records",
+            field="entries",
+        )
+    if not batches or any(not batch for batch in batches):
+        raise InvalidEntry("no entries to record", field="entries")
+    for batch in batches:
+        if len(batch) > per_batch:
+            raise InvalidEntry(
+                f"at most {per_batch} records per {'transaction' if single else 'batch'}",
+                field="entries",
+            )
+        for entry in batch:
+            if not isinstance(entry, LedgerEntryInput | Mapping):
+                raise InvalidEntry("each entry must be a record (an object)", field="entries")
+    if sum(len(batch) for batch in batches) > limits.batch_size_max:
+        raise InvalidEntry(f"at most {limits.batch_size_max} records per call", field="entries")
+    return batches
+
+
+# The arguments of Ledger._apply for one recording: operation, tenant, key, request hash,
+# result type, the write, the caller's now.
+_PreparedRecord = tuple[
+    str,
+    str,
+    str,
+    str,
+    type[TransactionBatchResult],
+    Callable[[sa.Connection, datetime], TransactionBatchResult],
+    datetime | None,
+]
+
+
+def _replayed_batches(result: TransactionBatchResult) -> TransactionBatchResult:
+    """A batch result whose transactions say they were replayed when the whole was."""
+    if not result.replayed:
+        return result
+    replayed = [t.model_copy(update={"replayed": True}) for t in result.transactions]
+    return result.model_copy(update={"transactions": replayed})
+
+
 def _request_hash(operation: str, request: Mapping[str, Any]) -> str:
     encoded = json.dumps(
         {"operation": operation, "request": request},
@@ -235,16 +365,77 @@ def _request_hash(operation: str, request: Mapping[str, Any]) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+# The constraint of the idempotency-key claim (``pk_idempotency_keys``) as each engine names it.
+_CLAIM_CONSTRAINT = "pk_idempotency_keys"
+_CLAIM_COLUMNS_SQLITE = "idempotency_keys.tenant_id, idempotency_keys.idempotency_key"
+
+
+def _unique_violation(error: sa.exc.DBAPIError) -> str | None:
+    """The violated unique constraint (PostgreSQL's name, or SQLite's column list), if any."""
+    original = error.orig
+    if getattr(original, "sqlstate", None) == "23505":
+        diag = getattr(original, "diag", None)
+        return str(getattr(diag, "constraint_name", None) or "unique")
+    text = str(original)
+    if text.startswith("UNIQUE constraint failed: "):
+        return text.removeprefix("UNIQUE constraint failed: ")
+    if text.startswith("journal_is_append_only: INSERT"):
+        return text
+    return None
+
+
+def _is_claim_race(constraint: str) -> bool:
+    return constraint in (_CLAIM_CONSTRAINT, _CLAIM_COLUMNS_SQLITE)
+
+
 def _is_retryable(error: sa.exc.DBAPIError) -> bool:
     original = error.orig
     sqlstate = getattr(original, "sqlstate", None)
-    # 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available,
-    # 23505 unique_violation (a concurrent writer claimed the same key or row first: the retry
-    # sees it committed and answers from it).
-    if sqlstate in {"40001", "40P01", "55P03", "23505"}:
+    # 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available.
+    if sqlstate in {"40001", "40P01", "55P03"}:
         return True
+    constraint = _unique_violation(error)
+    if constraint is not None:
+        # Only the idempotency-key claim race is transient: a concurrent duplicate claimed the
+        # key first; the retry sees its committed result and answers from it.
+        return _is_claim_race(constraint)
     text = str(original).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+# Which typed error a unique violation of each constraint is (PostgreSQL constraint names and
+# the table of SQLite's message), when a concurrent writer took the same ID first.
+_COLLISIONS: tuple[tuple[str, str, type[LedgerError], str], ...] = (
+    ("pk_holds", "holds.", InvalidEntry, "hold_id"),
+    ("pk_accounts", "accounts.", AccountAlreadyExists, "account_id"),
+    (
+        "uq_journal_transactions_tenant_id_reverses_transaction_id",
+        "journal_transactions.tenant_id, journal_transactions.reverses",
+        TransactionAlreadyReversed,
+        "transaction_id",
+    ),
+    (
+        "uq_journal_entries_tenant_id_ledger_entry_id",
+        "journal_entries",
+        InvalidEntry,
+        "ledger_entry_id",
+    ),
+)
+
+
+def _collision_error(error: sa.exc.DBAPIError) -> LedgerError | None:
+    """A unique violation that is not the claim race, as the typed error it means."""
+    constraint = _unique_violation(error)
+    if constraint is None or _is_claim_race(constraint):
+        return None
+    for name, sqlite_prefix, error_class, field in _COLLISIONS:
+        if (
+            constraint == name
+            or constraint.startswith(sqlite_prefix)
+            or sqlite_prefix in constraint
+        ):
+            return error_class(f"a concurrent request took this {field} first", field=field)
+    return InvalidEntry(f"the write collides with an existing row ({constraint})", field=None)
 
 
 class Ledger:
@@ -289,87 +480,175 @@ class Ledger:
         request: Mapping[str, Any],
         result_type: type[ResultT],
         decide_and_write: Callable[[sa.Connection, datetime], ResultT],
+        now: datetime | None = None,
     ) -> ResultT:
         request_hash = _request_hash(operation, request)
+        return self._in_transaction(
+            operation,
+            lambda conn: self._apply(
+                conn,
+                operation,
+                tenant_id,
+                idempotency_key,
+                request_hash,
+                result_type,
+                decide_and_write,
+                now,
+            ),
+        )
+
+    def _in_transaction(self, operation: str, body: Callable[[sa.Connection], T]) -> T:
+        """Runs ``body`` in one write transaction, retrying transient conflicts."""
         for attempt in range(limits.retry_attempts_max):
             try:
                 with (
                     self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
                     conn.begin(),
                 ):
-                    stored = conn.execute(
-                        sa.select(
-                            idempotency_keys.c.operation,
-                            idempotency_keys.c.request_hash,
-                            idempotency_keys.c.result,
-                        ).where(
-                            idempotency_keys.c.tenant_id == tenant_id,
-                            idempotency_keys.c.idempotency_key == idempotency_key,
-                        )
-                    ).first()
-                    if stored is not None:
-                        if stored.request_hash != request_hash or stored.operation != operation:
-                            raise IdempotencyKeyReused(
-                                f"idempotency key {idempotency_key!r} was used for a different "
-                                f"request ({stored.operation})",
-                                idempotency_key=idempotency_key,
-                            )
-                        replay = result_type.model_validate(stored.result)
-                        return replay.model_copy(update={"replayed": True})
-                    recorded_at = self.clock()
-                    # Claiming the key first makes a concurrent duplicate wait on it, then
-                    # fail with a unique violation, retry, and answer as a replay.
-                    conn.execute(
-                        idempotency_keys.insert().values(
-                            tenant_id=tenant_id,
-                            idempotency_key=idempotency_key,
-                            operation=operation,
-                            request_hash=request_hash,
-                            result=None,
-                            created_at=recorded_at,
-                        )
-                    )
-                    result = decide_and_write(conn, recorded_at)
-                    conn.execute(
-                        idempotency_keys.update()
-                        .where(
-                            idempotency_keys.c.tenant_id == tenant_id,
-                            idempotency_keys.c.idempotency_key == idempotency_key,
-                        )
-                        .values(result=result.model_dump(mode="json"))
-                    )
-                    return result
+                    return body(conn)
             except sa.exc.DBAPIError as error:
-                if not _is_retryable(error) or attempt == limits.retry_attempts_max - 1:
-                    raise
-                delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
-                log.debug("retrying %s after %s (attempt %d)", operation, error.orig, attempt)
-                time.sleep(delay)
+                if _is_retryable(error) and attempt < limits.retry_attempts_max - 1:
+                    delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
+                    log.debug("retrying %s after %s (attempt %d)", operation, error.orig, attempt)
+                    time.sleep(delay)
+                    continue
+                collision = _collision_error(error)
+                if collision is not None:
+                    raise collision from error
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _ensure_accounts(
-        self, conn: sa.Connection, tenant_id: str, specs: Sequence[tuple[str, AccountKind, str]]
-    ) -> None:
-        """Opens the ledger's own accounts if missing, in ID order (part of the lock order)."""
-        insert = pg_dialect.insert if self._dialect == "postgresql" else sqlite_dialect.insert
-        for account_id, kind, currency in sorted(specs):
-            conn.execute(
-                insert(accounts)
-                .values(
-                    tenant_id=tenant_id,
-                    account_id=account_id,
-                    kind=kind.value,
-                    currency=currency,
-                    name=None,
-                    parent_account_id=None,
-                    overdraft_limit_minor=0,
-                    status="open",
-                    balance_minor=0,
-                    last_sequence=0,
-                    created_at=self.clock(),
-                )
-                .on_conflict_do_nothing(index_elements=["tenant_id", "account_id"])
+    def _apply(
+        self,
+        conn: sa.Connection,
+        operation: str,
+        tenant_id: str,
+        idempotency_key: str,
+        request_hash: str,
+        result_type: type[ResultT],
+        decide_and_write: Callable[[sa.Connection, datetime], ResultT],
+        now: datetime | None = None,
+    ) -> ResultT:
+        """One idempotent operation inside an open write transaction: replay, or claim the key,
+        decide, write and store the result.
+
+        A caller's ``now`` must lie in the window around the ledger's clock when the operation
+        is applied; a replay answers whatever ``now`` the retry carries (it decides nothing).
+        """
+        stored = conn.execute(
+            sa.select(
+                idempotency_keys.c.operation,
+                idempotency_keys.c.request_hash,
+                idempotency_keys.c.result,
+            ).where(
+                idempotency_keys.c.tenant_id == tenant_id,
+                idempotency_keys.c.idempotency_key == idempotency_key,
             )
+        ).first()
+        if stored is not None:
+            if stored.request_hash != request_hash or stored.operation != operation:
+                raise IdempotencyKeyReused(
+                    f"idempotency key {idempotency_key!r} was used for a different "
+                    f"request ({stored.operation})",
+                    idempotency_key=idempotency_key,
+                )
+            replay = result_type.model_validate(stored.result)
+            return replay.model_copy(update={"replayed": True})
+        recorded_at = self._clock_now("recorded_at")
+        if now is not None:
+            check_now(now, recorded_at)
+        # Claiming the key first makes a concurrent duplicate wait on it, then fail with a
+        # unique violation, retry, and answer as a replay.
+        conn.execute(
+            idempotency_keys.insert().values(
+                tenant_id=tenant_id,
+                idempotency_key=idempotency_key,
+                operation=operation,
+                request_hash=request_hash,
+                result=None,
+                created_at=recorded_at,
+            )
+        )
+        result = decide_and_write(conn, recorded_at)
+        conn.execute(
+            idempotency_keys.update()
+            .where(
+                idempotency_keys.c.tenant_id == tenant_id,
+                idempotency_keys.c.idempotency_key == idempotency_key,
+            )
+            .values(result=result.model_dump(mode="json"))
+        )
+        return result
+
+    def _clock_now(self, field: str = "now") -> datetime:
+        """The ledger's clock, which must itself lie in the stored range."""
+        return check_instant(self.clock(), field)
+
+    @staticmethod
+    def _check_now(now: object) -> datetime | None:
+        """A caller's ``now`` (``None``: the ledger's clock at write time): an instant in range;
+        :meth:`_apply` checks it against the ledger's clock."""
+        return None if now is None else check_instant(now, "now")
+
+    def _ensure_accounts(
+        self,
+        conn: sa.Connection,
+        tenant_id: str,
+        specs: Sequence[tuple[str, AccountKind, str]],
+        recorded_at: datetime,
+    ) -> list[dict[str, Any]]:
+        """Opens the ledger's own accounts if missing, in ID order (part of the lock order);
+        returns the attributes of those this call opened, for :meth:`_journal_opened`."""
+        insert = pg_dialect.insert if self._dialect == "postgresql" else sqlite_dialect.insert
+        opened: list[dict[str, Any]] = []
+        for account_id, kind, currency in sorted(specs):
+            values = {
+                "tenant_id": tenant_id,
+                "account_id": account_id,
+                "kind": kind.value,
+                "currency": currency,
+                "name": None,
+                "parent_account_id": None,
+                "overdraft_limit_minor": 0,
+                "status": "open",
+                "balance_minor": 0,
+                "last_sequence": 0,
+                "created_at": recorded_at,
+            }
+            inserted = conn.execute(
+                insert(accounts)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["tenant_id", "account_id"])
+                .returning(accounts.c.account_id)
+            ).first()
+            if inserted is not None:
+                opened.append(account_attributes(values))
+        return opened
+
+    @staticmethod
+    def _journal_opened(
+        conn: sa.Connection,
+        tenant_id: str,
+        opened: Sequence[Mapping[str, Any]],
+        idempotency_key: str,
+        recorded_at: datetime,
+    ) -> None:
+        """Appends the ``account_open`` control transaction of the accounts a write opened
+        (after the write's account locks: the journal head is always locked last)."""
+        if not opened:
+            return
+        records = sorted(opened, key=lambda attributes: str(attributes["account_id"]))
+        _append_control(
+            conn,
+            tenant_id,
+            derive_account_open_transaction_id(
+                tenant_id, [str(record["account_id"]) for record in records]
+            ),
+            TransactionKind.ACCOUNT_OPEN,
+            idempotency_key,
+            recorded_at,
+            {"accounts": [dict(record) for record in records]},
+        )
 
     def _lock_accounts(
         self, conn: sa.Connection, tenant_id: str, account_ids: Sequence[str]
@@ -489,10 +768,7 @@ class Ledger:
         check_tenant_id(tenant_id)
         check_idempotency_key(idempotency_key)
         exponent = self.registry.exponent(currency)
-        try:
-            account_kind = AccountKind(kind)
-        except ValueError as error:
-            raise InvalidEntry(f"unknown account kind {kind!r}", field="kind") from error
+        account_kind = _account_kind(kind)
         if account_kind in (AccountKind.HOLD, AccountKind.OPERATING):
             raise InvalidEntry(f"{kind} accounts are opened by the ledger itself", field="kind")
         name = check_optional_text(name, "name")
@@ -503,7 +779,7 @@ class Ledger:
                     "acct_"
                     + uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}\x1f{idempotency_key}").hex
                 )
-            if account_id.startswith("@"):
+            if isinstance(account_id, str) and account_id.startswith("@"):
                 raise InvalidEntry("account IDs starting with '@' are reserved", field="account_id")
             check_account_id(account_id)
         else:
@@ -526,7 +802,8 @@ class Ledger:
 
         def write(conn: sa.Connection, recorded_at: datetime) -> Account:
             if account_kind is not AccountKind.AGENT:
-                self._ensure_accounts(conn, tenant_id, platform)
+                opened = self._ensure_accounts(conn, tenant_id, platform, recorded_at)
+                self._journal_opened(conn, tenant_id, opened, idempotency_key, recorded_at)
                 return self._account_from_row(
                     self._get_account_row(conn, tenant_id, final_account_id)
                 )
@@ -539,7 +816,7 @@ class Ledger:
                 raise AccountAlreadyExists(
                     f"account {final_account_id!r} already exists", account_id=final_account_id
                 )
-            self._ensure_accounts(conn, tenant_id, platform)
+            opened = self._ensure_accounts(conn, tenant_id, platform, recorded_at)
             base = {
                 "tenant_id": tenant_id,
                 "currency": currency,
@@ -548,27 +825,27 @@ class Ledger:
                 "last_sequence": 0,
                 "created_at": recorded_at,
             }
-            conn.execute(
-                accounts.insert(),
-                [
-                    {
-                        **base,
-                        "account_id": final_account_id,
-                        "kind": AccountKind.AGENT.value,
-                        "name": name,
-                        "parent_account_id": None,
-                        "overdraft_limit_minor": overdraft_minor,
-                    },
-                    {
-                        **base,
-                        "account_id": _bucket_id(final_account_id),
-                        "kind": AccountKind.HOLD.value,
-                        "name": None,
-                        "parent_account_id": final_account_id,
-                        "overdraft_limit_minor": 0,
-                    },
-                ],
-            )
+            rows = [
+                {
+                    **base,
+                    "account_id": final_account_id,
+                    "kind": AccountKind.AGENT.value,
+                    "name": name,
+                    "parent_account_id": None,
+                    "overdraft_limit_minor": overdraft_minor,
+                },
+                {
+                    **base,
+                    "account_id": _bucket_id(final_account_id),
+                    "kind": AccountKind.HOLD.value,
+                    "name": None,
+                    "parent_account_id": final_account_id,
+                    "overdraft_limit_minor": 0,
+                },
+            ]
+            conn.execute(accounts.insert(), rows)
+            opened += [account_attributes(row) for row in rows]
+            self._journal_opened(conn, tenant_id, opened, idempotency_key, recorded_at)
             return self._account_from_row(self._get_account_row(conn, tenant_id, final_account_id))
 
         return self._write("open_account", tenant_id, idempotency_key, request, Account, write)
@@ -578,13 +855,76 @@ class Ledger:
         check_tenant_id(tenant_id)
         self.registry.exponent(currency)
         specs = _platform_specs(currency)
-        with self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn:
-            with conn.begin():
-                self._ensure_accounts(conn, tenant_id, specs)
+
+        def ensure(conn: sa.Connection) -> list[Account]:
+            recorded_at = self._clock_now("recorded_at")
+            opened = self._ensure_accounts(conn, tenant_id, specs, recorded_at)
+            # No idempotency key here: the call is idempotent by itself, and the control
+            # transaction names the call that opened the accounts.
+            self._journal_opened(conn, tenant_id, opened, "ensure_platform_accounts", recorded_at)
             return [
                 self._account_from_row(self._get_account_row(conn, tenant_id, spec[0]))
                 for spec in specs
             ]
+
+        return self._in_transaction("ensure_platform_accounts", ensure)
+
+    def set_overdraft_limit(
+        self,
+        account_id: str,
+        overdraft_limit: object,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+    ) -> Account:
+        """Sets an agent account's overdraft limit (decimal text, ``"0"`` for none).
+
+        The only way an overdraft limit changes: the new limit is journaled (an
+        ``account_change`` control transaction) so that ``verify_journal()`` finds any other
+        change of the column. A limit below what the account already overdraws is accepted:
+        it only refuses further spending.
+        """
+        check_tenant_id(tenant_id)
+        check_account_id(account_id)
+        check_idempotency_key(idempotency_key)
+        request = {
+            "account_id": account_id,
+            "overdraft_limit": canonical_decimal(overdraft_limit, allow_zero=True),
+        }
+        transaction_id = derive_transaction_id(tenant_id, idempotency_key, "set_overdraft_limit")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Account:
+            row = self._lock_accounts(conn, tenant_id, [account_id])[account_id]
+            if row.kind != AccountKind.AGENT.value:
+                raise InvalidEntry("only agent accounts have an overdraft", field="account_id")
+            if row.status != "open":
+                raise AccountClosed(f"account {account_id!r} is closed")
+            limit_minor = parse_amount(
+                overdraft_limit, self.registry.exponent(row.currency), allow_zero=True
+            )
+            _append_control(
+                conn,
+                tenant_id,
+                transaction_id,
+                TransactionKind.ACCOUNT_CHANGE,
+                idempotency_key,
+                recorded_at,
+                {
+                    "account_id": account_id,
+                    "set": {"overdraft_limit_minor": limit_minor},
+                    "previous": {"overdraft_limit_minor": int(row.overdraft_limit_minor)},
+                },
+            )
+            conn.execute(
+                accounts.update()
+                .where(accounts.c.tenant_id == tenant_id, accounts.c.account_id == account_id)
+                .values(overdraft_limit_minor=limit_minor)
+            )
+            return self._account_from_row(self._get_account_row(conn, tenant_id, account_id))
+
+        return self._write(
+            "set_overdraft_limit", tenant_id, idempotency_key, request, Account, write
+        )
 
     def _get_account_row(self, conn: sa.Connection, tenant_id: str, account_id: str) -> Any:
         row = conn.execute(
@@ -609,6 +949,7 @@ class Ledger:
 
     def list_accounts(self, *, tenant_id: str, include_internal: bool = False) -> list[Account]:
         check_tenant_id(tenant_id)
+        check_bool(include_internal, "include_internal")
         query = sa.select(accounts).where(accounts.c.tenant_id == tenant_id)
         if not include_internal:
             query = query.where(accounts.c.kind != AccountKind.HOLD.value)
@@ -627,7 +968,7 @@ class Ledger:
         check_tenant_id(tenant_id)
         check_account_id(account_id)
         if as_of is not None:
-            check_aware(as_of, "as_of")
+            as_of = check_instant(as_of, "as_of")
         with self.engine.connect() as conn:
             row = self._get_account_row(conn, tenant_id, account_id)
             ids = [account_id]
@@ -647,16 +988,18 @@ class Ledger:
                 held = int(bucket_row.balance_minor) if bucket_row is not None else 0
                 sequence = max(int(r.last_sequence) for r in rows.values())
             else:
-                signed = sa.case(
-                    (journal_entries.c.direction == "IN", journal_entries.c.amount_minor),
-                    else_=-journal_entries.c.amount_minor,
-                )
+                # IN and OUT summed apart (each exact past 2^63 - 1, see ledger_db.sums).
+                amount_in, amount_out = amounts_in_out()
                 sums = {
-                    r.account_id: (int(r.total or 0), int(r.last or 0))
+                    r.account_id: (
+                        exact_sum(r, self._dialect, "in") - exact_sum(r, self._dialect, "out"),
+                        int(r.last or 0),
+                    )
                     for r in conn.execute(
                         sa.select(
                             journal_entries.c.account_id,
-                            sa.func.sum(signed).label("total"),
+                            *exact_sum_columns(amount_in, self._dialect, "in"),
+                            *exact_sum_columns(amount_out, self._dialect, "out"),
                             sa.func.max(journal_entries.c.journal_sequence).label("last"),
                         )
                         .where(
@@ -706,14 +1049,14 @@ class Ledger:
         check_idempotency_key(idempotency_key)
         if currency is not None:
             self.registry.exponent(currency)
-        external_ref = check_optional_text(external_ref, "external_ref")
+        external_ref = check_optional_identifier(external_ref, "external_ref")
         check_text(reason, "reason")
         check_text(category, "category")
-        check_text(env, "env")
-        project_id = check_optional_text(project_id, "project_id")
+        check_identifier(env, "env", length_max=limits.env_length_max)
+        project_id = check_optional_identifier(project_id, "project_id")
         meta_clean = check_meta(meta)
         if occurred_at is not None:
-            check_aware(occurred_at, "occurred_at")
+            occurred_at = check_instant(occurred_at, "occurred_at")
         # The exponent depends on the account, so the amount is parsed once it is known; the
         # request hash uses the amount's exact decimal value.
         request = {
@@ -814,13 +1157,12 @@ class Ledger:
                     "the payee cannot be the paying account", field="payee_account_id"
                 )
         hold_id = hold_id or derive_hold_id(tenant_id, idempotency_key)
-        check_text(hold_id, "hold_id", length_max=64)
+        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
         meta_clean = check_meta(meta)
-        project_id = check_optional_text(project_id, "project_id")
-        task_id = check_optional_text(task_id, "task_id")
-        check_text(env, "env")
-        if now is not None:
-            check_aware(now, "now")
+        project_id = check_optional_identifier(project_id, "project_id")
+        task_id = check_optional_identifier(task_id, "task_id")
+        check_identifier(env, "env", length_max=limits.env_length_max)
+        now = self._check_now(now)
         request = {
             "account_id": account_id,
             "amount": canonical_decimal(amount),
@@ -857,7 +1199,7 @@ class Ledger:
             bucket = _bucket_id(account_id)
             locked = self._lock_accounts(conn, tenant_id, [account_id, bucket])
             self._check_available(locked[account_id], amount_minor)
-            expires_at = at + timedelta(seconds=ttl_seconds)
+            expires_at = instant_after(at, ttl_seconds, "expires_at")
             common = {
                 "amount_minor": amount_minor,
                 "currency": row.currency,
@@ -877,6 +1219,8 @@ class Ledger:
                 occurred_at=at,
                 recorded_at=recorded_at,
                 hold_id=final_hold_id,
+                # Hashed with the journal, so that audit can check the hold row's payee.
+                meta={"payee_account_id": payee_account_id, "expires_at": iso(expires_at)},
                 entries=[
                     EntryDraft(account_id=account_id, direction=Direction.OUT, **common),
                     EntryDraft(account_id=bucket, direction=Direction.IN, **common),
@@ -926,7 +1270,7 @@ class Ledger:
             )
             return self._hold_from_row(self._get_hold_row(conn, tenant_id, final_hold_id))
 
-        return self._write("freeze", tenant_id, idempotency_key, request, Hold, write)
+        return self._write("freeze", tenant_id, idempotency_key, request, Hold, write, now)
 
     def capture_hold(
         self,
@@ -943,15 +1287,14 @@ class Ledger:
         """Converts a hold into a settled charge for ``order_id``: in full, or in part with the
         remainder released in the same journal transaction."""
         check_tenant_id(tenant_id)
-        check_text(hold_id, "hold_id", length_max=64)
-        check_text(order_id, "order_id")
+        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
+        check_identifier(order_id, "order_id")
         check_idempotency_key(idempotency_key)
         if currency is not None:
             self.registry.exponent(currency)
         if payee_account_id is not None:
             check_account_id(payee_account_id, field="payee_account_id")
-        if now is not None:
-            check_aware(now, "now")
+        now = self._check_now(now)
         request = {
             "hold_id": hold_id,
             "order_id": order_id,
@@ -1025,7 +1368,13 @@ class Ledger:
                 occurred_at=at,
                 recorded_at=recorded_at,
                 hold_id=hold_id,
-                meta={"order_id": order_id},
+                # Hashed with the journal, so that audit can check the hold row's settlement.
+                meta={
+                    "order_id": order_id,
+                    "payee_account_id": payee_id,
+                    "captured_minor": captured,
+                    "released_minor": remainder,
+                },
                 entries=entries,
             )
             journal.append(conn, draft)
@@ -1065,7 +1414,7 @@ class Ledger:
             )
             return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
 
-        return self._write("capture_hold", tenant_id, idempotency_key, request, Hold, write)
+        return self._write("capture_hold", tenant_id, idempotency_key, request, Hold, write, now)
 
     def finalize_hold(
         self,
@@ -1079,7 +1428,7 @@ class Ledger:
         """Pays a captured hold out of escrow: the payee gets the amount net of the platform
         fee (rounded down in the payee's favour), revenue gets the fee."""
         check_tenant_id(tenant_id)
-        check_text(hold_id, "hold_id", length_max=64)
+        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
         check_idempotency_key(idempotency_key)
         bps = self.config.platform_fee_bps if fee_bps is None else fee_bps
         if (
@@ -1088,8 +1437,7 @@ class Ledger:
             or not 0 <= bps <= limits.fee_basis_points_max
         ):
             raise InvalidEntry("fee_bps must be a whole number from 0 to 10000", field="fee_bps")
-        if now is not None:
-            check_aware(now, "now")
+        now = self._check_now(now)
         request = {"hold_id": hold_id, "fee_bps": bps}
         transaction_id = derive_transaction_id(tenant_id, idempotency_key, "finalize")
 
@@ -1145,7 +1493,7 @@ class Ledger:
                 occurred_at=at,
                 recorded_at=recorded_at,
                 hold_id=hold_id,
-                meta=meta,
+                meta={**meta, "payee_account_id": payee_id, "fee_minor": fee, "net_minor": net},
                 entries=entries,
             )
             journal.append(conn, draft)
@@ -1182,7 +1530,7 @@ class Ledger:
             )
             return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
 
-        return self._write("finalize_hold", tenant_id, idempotency_key, request, Hold, write)
+        return self._write("finalize_hold", tenant_id, idempotency_key, request, Hold, write, now)
 
     def release_hold(
         self, hold_id: str, *, tenant_id: str, idempotency_key: str, now: datetime | None = None
@@ -1206,10 +1554,9 @@ class Ledger:
         expire: bool,
     ) -> Hold:
         check_tenant_id(tenant_id)
-        check_text(hold_id, "hold_id", length_max=64)
+        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
         check_idempotency_key(idempotency_key)
-        if now is not None:
-            check_aware(now, "now")
+        now = self._check_now(now)
         operation = "expire_hold" if expire else "release_hold"
         request = {"hold_id": hold_id}
         transaction_id = derive_transaction_id(tenant_id, idempotency_key, operation)
@@ -1271,7 +1618,7 @@ class Ledger:
             )
             return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
 
-        return self._write(operation, tenant_id, idempotency_key, request, Hold, write)
+        return self._write(operation, tenant_id, idempotency_key, request, Hold, write, now)
 
     @staticmethod
     def _check_unresolved(hold: Any) -> None:
@@ -1320,30 +1667,36 @@ class Ledger:
 
     def get_hold(self, hold_id: str, *, tenant_id: str) -> Hold:
         check_tenant_id(tenant_id)
-        check_text(hold_id, "hold_id", length_max=64)
+        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
         with self.engine.connect() as conn:
             return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
 
     def list_holds(
         self,
         *,
-        tenant_id: str | None = None,
+        tenant_id: str,
         state: str | None = None,
         expires_before: datetime | None = None,
         account_id: str | None = None,
         limit: int = limits.page_size_default,
     ) -> list[Hold]:
-        """Holds in creation order, filtered; bounded by ``limit`` (at most page_size_max)."""
-        limit = max(1, min(limit, limits.page_size_max))
-        query = sa.select(holds)
-        if tenant_id is not None:
-            query = query.where(holds.c.tenant_id == check_tenant_id(tenant_id))
+        """A tenant's holds in creation order, filtered; bounded by ``limit`` (at most
+        page_size_max)."""
+        query = sa.select(holds).where(holds.c.tenant_id == check_tenant_id(tenant_id))
+        limit = check_limit(limit)
         if state is not None:
-            query = query.where(holds.c.state == HoldState(state).value)
+            if not isinstance(state, str) or state not in {member.value for member in HoldState}:
+                raise InvalidEntry(
+                    f"state is one of {', '.join(member.value for member in HoldState)}",
+                    field="state",
+                )
+            query = query.where(holds.c.state == state)
         if expires_before is not None:
-            query = query.where(holds.c.expires_at < check_aware(expires_before, "expires_before"))
+            query = query.where(
+                holds.c.expires_at < check_instant(expires_before, "expires_before")
+            )
         if account_id is not None:
-            query = query.where(holds.c.account_id == account_id)
+            query = query.where(holds.c.account_id == check_account_id(account_id))
         with self.engine.connect() as conn:
             rows = conn.execute(
                 query.order_by(holds.c.created_at, holds.c.hold_id).limit(limit)
@@ -1367,13 +1720,10 @@ class Ledger:
         operating account for its currency), balanced by a counterpart entry on the tenant's
         external account: the tenant's view of the transaction is exactly the records.
         """
-        if len(entries) > limits.entries_per_transaction_max // 2:
-            raise InvalidEntry(
-                f"at most {limits.entries_per_transaction_max // 2} records per transaction",
-                field="entries",
-            )
         result = self._record(
-            "record_entries", [entries], tenant_id, idempotency_key, account_id, now
+            self._prepare_record(
+                "record_entries", [entries], tenant_id, idempotency_key, account_id, now
+            )
         )
         return result.transactions[0].model_copy(update={"replayed": result.replayed})
 
@@ -1388,39 +1738,67 @@ class Ledger:
     ) -> TransactionBatchResult:
         """Records several batches, one journal transaction each, all in one DB transaction:
         a whole import applies completely or not at all. At most ``batch_size_max`` records."""
-        if sum(len(batch) for batch in batches) > limits.batch_size_max:
-            raise InvalidEntry(f"at most {limits.batch_size_max} records per call", field="entries")
-        for batch in batches:
-            if len(batch) > limits.entries_per_transaction_max // 2:
-                raise InvalidEntry(
-                    f"at most {limits.entries_per_transaction_max // 2} records per batch",
-                    field="entries",
+        return _replayed_batches(
+            self._record(
+                self._prepare_record(
+                    "record_entries_many", batches, tenant_id, idempotency_key, account_id, now
                 )
-        result = self._record(
-            "record_entries_many", batches, tenant_id, idempotency_key, account_id, now
+            )
         )
-        if not result.replayed:
-            return result
-        replayed = [t.model_copy(update={"replayed": True}) for t in result.transactions]
-        return result.model_copy(update={"transactions": replayed})
 
-    def _record(
+    def record_entries_atomically(
+        self, requests: Sequence[RecordRequest], *, now: datetime | None = None
+    ) -> list[TransactionBatchResult]:
+        """Several tenants' ``record_entries_many`` calls in ONE database transaction: every
+        part applies or none does (a file import with several tenants). Each part is
+        idempotent on its own ``(tenant_id, idempotency_key)``; at most
+        ``limits.import_records_max`` records in all."""
+        if not isinstance(requests, list | tuple) or not all(
+            isinstance(request, RecordRequest) for request in requests
+        ):
+            raise InvalidEntry("requests must be a list of RecordRequest", field="requests")
+        if not requests:
+            raise InvalidEntry("no entries to record", field="entries")
+        if sum(len(batch) for r in requests for batch in r.batches) > limits.import_records_max:
+            raise InvalidEntry(
+                f"at most {limits.import_records_max} records in one call", field="entries"
+            )
+        prepared = [
+            self._prepare_record(
+                "record_entries_many",
+                request.batches,
+                request.tenant_id,
+                request.idempotency_key,
+                request.account_id,
+                now,
+            )
+            for request in requests
+        ]
+        results = self._in_transaction(
+            "record_entries_atomically",
+            lambda conn: [self._apply(conn, *arguments) for arguments in prepared],
+        )
+        return [_replayed_batches(result) for result in results]
+
+    def _record(self, prepared: _PreparedRecord) -> TransactionBatchResult:
+        return self._in_transaction(prepared[0], lambda conn: self._apply(conn, *prepared))
+
+    def _prepare_record(
         self,
         operation: str,
-        batches: Sequence[Sequence[LedgerEntryInput | Mapping[str, Any]]],
+        batches: object,
         tenant_id: str,
         idempotency_key: str,
         account_id: str | None,
         now: datetime | None,
-    ) -> TransactionBatchResult:
+    ) -> _PreparedRecord:
+        """Validates a recording and returns the arguments of :meth:`_apply` that write it."""
         check_tenant_id(tenant_id)
         check_idempotency_key(idempotency_key)
         if account_id is not None:
             check_account_id(account_id)
-        if now is not None:
-            check_aware(now, "now")
-        if not batches or any(not batch for batch in batches):
-            raise InvalidEntry("no entries to record", field="entries")
+        batches = _record_batches(batches, single=operation == "record_entries")
+        now = self._check_now(now)
         checked: list[list[dict[str, Any]]] = []
         index = 0
         for batch in batches:
@@ -1436,20 +1814,6 @@ class Ledger:
 
         def write(conn: sa.Connection, recorded_at: datetime) -> TransactionBatchResult:
             at = now or recorded_at
-            for start in range(0, len(ids), limits.page_size_max):
-                taken = conn.execute(
-                    sa.select(journal_entries.c.ledger_entry_id).where(
-                        journal_entries.c.ledger_entry_id.in_(
-                            ids[start : start + limits.page_size_max]
-                        )
-                    )
-                ).first()
-                if taken is not None:
-                    raise InvalidEntry(
-                        f"ledger_entry_id {taken.ledger_entry_id} is recorded already",
-                        field="ledger_entry_id",
-                        ledger_entry_id=taken.ledger_entry_id,
-                    )
             targets = [[self._record_target(r, account_id) for r in batch] for batch in checked]
             system: set[tuple[str, AccountKind, str]] = set()
             for batch in checked:
@@ -1470,10 +1834,11 @@ class Ledger:
                                 currency,
                             )
                         )
-            self._ensure_accounts(conn, tenant_id, sorted(system))
+            opened = self._ensure_accounts(conn, tenant_id, sorted(system), recorded_at)
             locked = self._lock_accounts(
                 conn, tenant_id, [t for batch in targets for t in batch] + [s[0] for s in system]
             )
+            self._journal_opened(conn, tenant_id, opened, idempotency_key, recorded_at)
             # Available balances move batch by batch, so that no journal transaction leaves an
             # agent below its overdraft even for an instant of the journal's history.
             spent: dict[str, int] = {}
@@ -1508,8 +1873,14 @@ class Ledger:
                 results.append(self._transaction_result(conn, draft))
             return TransactionBatchResult(tenant_id=tenant_id, transactions=results)
 
-        return self._write(
-            operation, tenant_id, idempotency_key, request, TransactionBatchResult, write
+        return (
+            operation,
+            tenant_id,
+            idempotency_key,
+            _request_hash(operation, request),
+            TransactionBatchResult,
+            write,
+            now,
         )
 
     @staticmethod
@@ -1559,67 +1930,74 @@ class Ledger:
             ),
         ]
 
+    def check_entry(self, entry: LedgerEntryInput | Mapping[str, Any], *, tenant_id: str) -> None:
+        """Checks one LedgerEntry v1.0 record with exactly the rules ``record_entries`` applies
+        to it (everything but the accounts it posts to), raising the error it would raise."""
+        check_tenant_id(tenant_id)
+        if not isinstance(entry, LedgerEntryInput | Mapping):
+            raise InvalidEntry("each entry must be a record (an object)", field="entries")
+        self._checked_record(entry, tenant_id)
+
     def _check_record(
         self, entry: LedgerEntryInput | Mapping[str, Any], index: int, tenant_id: str
     ) -> dict[str, Any]:
         """Validates one v1.0 record; the error names the record's index and field."""
         try:
-            record = (
-                entry
-                if isinstance(entry, LedgerEntryInput)
-                else LedgerEntryInput.model_validate(dict(entry))
-            )
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "entry"
-            raise InvalidEntry(
-                f"entry {index}: {field}: {first['msg']}", field=field, index=index
-            ) from error
-        try:
-            if record.tenant_id is not None and record.tenant_id != tenant_id:
-                raise InvalidEntry("tenant_id differs from the call's tenant", field="tenant_id")
-            if record.ledger_entry_id is not None:
-                try:
-                    uuid.UUID(record.ledger_entry_id)
-                except ValueError as error:
-                    raise InvalidEntry(
-                        "ledger_entry_id is not a UUID", field="ledger_entry_id"
-                    ) from error
-            if record.account_id is not None:
-                check_account_id(record.account_id)
-            amount_minor = self.registry.to_minor(record.amount, record.currency)
-            if not (record.asset_id or record.task_id or record.external_ref):
-                raise InvalidEntry(
-                    "at least one of asset_id, task_id, external_ref must be set", field="asset_id"
-                )
-            for name in ("project_id", "asset_id", "task_id", "external_ref"):
-                check_optional_text(getattr(record, name), name)
-            if record.occurred_at is not None:
-                check_aware(record.occurred_at, "occurred_at")
-            return {
-                "ledger_entry_id": None
-                if record.ledger_entry_id is None
-                else str(uuid.UUID(record.ledger_entry_id)),
-                "account_id": record.account_id,
-                "project_id": record.project_id,
-                "env": check_text(record.env, "env"),
-                "asset_id": record.asset_id,
-                "task_id": record.task_id,
-                "external_ref": record.external_ref,
-                "direction": record.direction.value,
-                "amount_minor": amount_minor,
-                "currency": record.currency,
-                "reason": check_text(record.reason, "reason"),
-                "category": check_text(record.category, "category"),
-                "tags": check_tags(record.tags),
-                "meta": check_meta(record.meta),
-                "occurred_at": iso(record.occurred_at),
-            }
+            return self._checked_record(entry, tenant_id)
         except LedgerError as error:
             error.details.setdefault("index", index)
             error.message = f"entry {index}: {error.message}"
             error.args = (error.message,)
             raise
+
+    def _checked_record(
+        self, entry: LedgerEntryInput | Mapping[str, Any], tenant_id: str
+    ) -> dict[str, Any]:
+        try:
+            # A LedgerEntryInput is validated again: one built with model_construct() is not.
+            record = LedgerEntryInput.model_validate(dict(entry))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "entry"
+            raise InvalidEntry(f"{field}: {first['msg']}", field=field) from error
+        if record.tenant_id is not None and record.tenant_id != tenant_id:
+            raise InvalidEntry("tenant_id differs from the call's tenant", field="tenant_id")
+        entry_id = None
+        if record.ledger_entry_id is not None:
+            try:
+                entry_id = str(uuid.UUID(record.ledger_entry_id))
+            except ValueError as error:
+                raise InvalidEntry(
+                    "ledger_entry_id is not a UUID", field="ledger_entry_id"
+                ) from error
+        if record.account_id is not None:
+            check_account_id(record.account_id)
+        amount_minor = self.registry.to_minor(record.amount, record.currency)
+        if not (record.asset_id or record.task_id or record.external_ref):
+            raise InvalidEntry(
+                "at least one of asset_id, task_id, external_ref must be set", field="asset_id"
+            )
+        references = {
+            name: check_optional_identifier(getattr(record, name), name)
+            for name in ("project_id", "asset_id", "task_id", "external_ref")
+        }
+        occurred_at = (
+            None if record.occurred_at is None else check_instant(record.occurred_at, "occurred_at")
+        )
+        return {
+            "ledger_entry_id": entry_id,
+            "account_id": record.account_id,
+            **references,
+            "env": check_identifier(record.env, "env", length_max=limits.env_length_max),
+            "direction": record.direction.value,
+            "amount_minor": amount_minor,
+            "currency": record.currency,
+            "reason": check_text(record.reason, "reason"),
+            "category": check_text(record.category, "category"),
+            "tags": check_tags(record.tags),
+            "meta": check_meta(record.meta),
+            "occurred_at": iso(occurred_at),
+        }
 
     def reverse_transaction(
         self,
@@ -1636,26 +2014,14 @@ class Ledger:
         operations, not reversed; a transaction is reversed at most once.
         """
         check_tenant_id(tenant_id)
-        check_text(transaction_id, "transaction_id", length_max=64)
+        check_identifier(transaction_id, "transaction_id", length_max=limits.id_length_max)
         check_idempotency_key(idempotency_key)
         check_text(reason, "reason")
-        if now is not None:
-            check_aware(now, "now")
+        now = self._check_now(now)
         request = {"transaction_id": transaction_id, "reason": reason}
         new_transaction_id = derive_transaction_id(tenant_id, idempotency_key, "reverse")
 
-        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
-            at = now or recorded_at
-            original = _get_transaction_row(conn, tenant_id, transaction_id)
-            if original.kind in ("freeze", "capture", "release", "expire"):
-                raise InvalidEntry(
-                    f"a {original.kind} transaction is resolved by its hold, not reversed",
-                    field="transaction_id",
-                )
-            if original.kind == TransactionKind.REVERSAL.value:
-                raise InvalidEntry(
-                    "a reversal is not reversed; record a new entry", field="transaction_id"
-                )
+        def refuse_if_reversed(conn: sa.Connection) -> None:
             reversed_already = conn.execute(
                 sa.select(journal_transactions.c.transaction_id).where(
                     journal_transactions.c.tenant_id == tenant_id,
@@ -1668,8 +2034,23 @@ class Ledger:
                     f"{reversed_already.transaction_id}",
                     reversed_by=reversed_already.transaction_id,
                 )
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
+            at = now or recorded_at
+            original = _get_transaction_row(conn, tenant_id, transaction_id)
+            if original.kind not in REVERSIBLE_KINDS:
+                raise InvalidEntry(
+                    _NOT_REVERSIBLE.get(original.kind, _NOT_REVERSIBLE[""]).format(
+                        kind=original.kind
+                    ),
+                    field="transaction_id",
+                )
+            refuse_if_reversed(conn)
             originals = _with_entries(conn, [original])[0].entries
             locked = self._lock_accounts(conn, tenant_id, [e.account_id for e in originals])
+            # Asked again under the account locks: a concurrent reversal of the same
+            # transaction that committed meanwhile is "already reversed", not a lack of funds.
+            refuse_if_reversed(conn)
             outflow: dict[str, int] = {}
             drafts = []
             for entry in originals:
@@ -1724,7 +2105,13 @@ class Ledger:
             return self._transaction_result(conn, draft)
 
         return self._write(
-            "reverse_transaction", tenant_id, idempotency_key, request, TransactionResult, write
+            "reverse_transaction",
+            tenant_id,
+            idempotency_key,
+            request,
+            TransactionResult,
+            write,
+            now,
         )
 
     # ------------------------------------------------------------------ reading the journal
@@ -1757,9 +2144,9 @@ class Ledger:
             journal_entries.c.tenant_id == tenant_id, journal_entries.c.account_id == account_id
         )
         if from_ts is not None:
-            query = query.where(column >= check_aware(from_ts, "from_ts"))
+            query = query.where(column >= check_instant(from_ts, "from_ts"))
         if to_ts is not None:
-            query = query.where(column < check_aware(to_ts, "to_ts"))
+            query = query.where(column < check_instant(to_ts, "to_ts"))
         if after is not None:
             query = query.where(
                 sa.tuple_(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
@@ -1780,16 +2167,18 @@ class Ledger:
         return EntriesPage(entries=entries, next_cursor=next_cursor)
 
     @staticmethod
-    def _parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+    def _parse_cursor(cursor: object) -> tuple[int, int] | None:
+        """``"<journal_sequence>.<entry_index>"`` of the last entry seen, both 64-bit."""
         if cursor is None:
             return None
-        sequence, dot, index = str(cursor).partition(".")
-        if not dot or not sequence.isdigit() or not index.isdigit():
-            raise InvalidEntry(f"bad cursor {cursor!r}", field="cursor")
-        return int(sequence), int(index)
+        match = _CURSOR.fullmatch(cursor) if isinstance(cursor, str) else None
+        if match is None or max(int(part) for part in match.groups()) > limits.sequence_max:
+            raise InvalidEntry(f"bad cursor {str(cursor)[:40]!r}", field="cursor")
+        return int(match.group(1)), int(match.group(2))
 
     def get_transaction(self, transaction_id: str, *, tenant_id: str) -> TransactionResult:
         check_tenant_id(tenant_id)
+        check_identifier(transaction_id, "transaction_id", length_max=limits.id_length_max)
         with self.engine.connect() as conn:
             return _with_entries(conn, [_get_transaction_row(conn, tenant_id, transaction_id)])[0]
 
@@ -1802,14 +2191,16 @@ class Ledger:
         limit: int = limits.page_size_default,
     ) -> list[TransactionResult]:
         """The tenant's journal transactions (with their entries) in journal order, optionally
-        those of one hold; page with ``after_sequence`` = the last ``journal_sequence`` seen."""
+        those of one hold; page with ``after_sequence`` = the last ``journal_sequence`` seen.
+        Control transactions (``account_open``, ``account_change``) carry no entries."""
         check_tenant_id(tenant_id)
-        limit = max(1, min(limit, limits.page_size_max))
+        limit = check_limit(limit)
         query = sa.select(journal_transactions).where(
             journal_transactions.c.tenant_id == tenant_id,
-            journal_transactions.c.sequence > after_sequence,
+            journal_transactions.c.sequence > check_sequence(after_sequence, "after_sequence"),
         )
         if hold_id is not None:
+            check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
             query = query.where(journal_transactions.c.hold_id == hold_id)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(journal_transactions.c.sequence).limit(limit)).all()
@@ -1820,26 +2211,46 @@ class Ledger:
     def list_events(
         self,
         *,
-        tenant_id: str | None = None,
+        tenant_id: str,
         after_sequence: int = 0,
         limit: int = limits.page_size_default,
         unsent_only: bool = False,
         transaction_id: str | None = None,
         hold_id: str | None = None,
     ) -> list[Event]:
-        """Outbox events in the order they were written (the event log without a bus)."""
-        limit = max(1, min(limit, limits.page_size_max))
-        query = sa.select(outbox_events).where(outbox_events.c.sequence > after_sequence)
-        if tenant_id is not None:
-            query = query.where(outbox_events.c.tenant_id == tenant_id)
-        if unsent_only:
+        """A tenant's outbox events in the order they were written (the event log without a
+        bus). The relay, which serves every tenant, reads :meth:`list_unsent_events_all_tenants`."""
+        query = sa.select(outbox_events).where(
+            outbox_events.c.tenant_id == check_tenant_id(tenant_id)
+        )
+        if check_bool(unsent_only, "unsent_only"):
             query = query.where(outbox_events.c.sent_at.is_(None))
         if transaction_id is not None:
+            check_identifier(transaction_id, "transaction_id", length_max=limits.id_length_max)
             query = query.where(outbox_events.c.transaction_id == transaction_id)
         if hold_id is not None:
+            check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
             query = query.where(outbox_events.c.hold_id == hold_id)
+        return self._events(query, after_sequence, limit)
+
+    def list_unsent_events_all_tenants(
+        self, *, after_sequence: int = 0, limit: int = limits.page_size_default
+    ) -> list[Event]:
+        """Every tenant's unsent outbox events, oldest first: what the outbox relay publishes.
+        Not a tenant's read: tenant-facing callers use :meth:`list_events`."""
+        return self._events(
+            sa.select(outbox_events).where(outbox_events.c.sent_at.is_(None)),
+            after_sequence,
+            limit,
+        )
+
+    def _events(self, query: sa.Select[Any], after_sequence: object, limit: object) -> list[Event]:
+        query = query.where(
+            outbox_events.c.sequence > check_sequence(after_sequence, "after_sequence")
+        )
+        page_size = check_limit(limit)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(outbox_events.c.sequence).limit(limit)).all()
+            rows = conn.execute(query.order_by(outbox_events.c.sequence).limit(page_size)).all()
         return [
             Event(
                 event_id=row.event_id,
@@ -1860,6 +2271,12 @@ class Ledger:
 
     def mark_events_sent(self, event_ids: Sequence[str], *, sent_at: datetime | None = None) -> int:
         """Marks events as published; events marked already keep their first time."""
+        if not _is_list(event_ids) or not all(
+            isinstance(event_id, str) and len(event_id) <= limits.id_length_max
+            for event_id in event_ids
+        ):
+            raise InvalidEntry("event_ids must be a list of event IDs", field="event_ids")
+        stamp = self._clock_now("sent_at") if sent_at is None else check_instant(sent_at, "sent_at")
         if not event_ids:
             return 0
         with self.engine.connect() as conn, conn.begin():
@@ -1868,7 +2285,7 @@ class Ledger:
                 .where(
                     outbox_events.c.event_id.in_(list(event_ids)), outbox_events.c.sent_at.is_(None)
                 )
-                .values(sent_at=sent_at or self.clock())
+                .values(sent_at=stamp)
             )
             return int(result.rowcount)
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 from ledger_db.money import default_registry
 
 __all__ = [
+    "CONTROL_KINDS",
+    "REVERSIBLE_KINDS",
     "Account",
     "AccountKind",
     "Balance",
@@ -79,6 +81,23 @@ class TransactionKind(enum.StrEnum):
     EXPIRE = "expire"
     RECORD = "record"
     REVERSAL = "reversal"
+    # Control transactions move no money (zero entries): they journal the attributes of the
+    # accounts an operation opened, and every later change of an account's overdraft limit.
+    ACCOUNT_OPEN = "account_open"
+    ACCOUNT_CHANGE = "account_change"
+
+
+# The kinds that carry no entries; every other kind balances with at least one entry.
+CONTROL_KINDS: frozenset[TransactionKind] = frozenset(
+    {TransactionKind.ACCOUNT_OPEN, TransactionKind.ACCOUNT_CHANGE}
+)
+# What ``reverse_transaction`` reverses. Hold movements (freeze, capture, release, expire) are
+# resolved by the hold's own operations; a finalize paid a payee, so taking it back is a refund
+# (its own operation, not a reversal); a reversal is corrected by a new entry; control
+# transactions move no money.
+REVERSIBLE_KINDS: frozenset[TransactionKind] = frozenset(
+    {TransactionKind.DEPOSIT, TransactionKind.RECORD}
+)
 
 
 class Account(_Record):
@@ -273,7 +292,8 @@ class Event(_Record):
 
 
 class Problem(_Record):
-    """One thing ``verify_journal`` found wrong, as data."""
+    """One thing ``verify_journal`` found wrong, as data: what, where (journal position, tenant,
+    account, hold) and, for a row that disagrees with the journal, which ``field``."""
 
     kind: str
     message: str
@@ -281,5 +301,7 @@ class Problem(_Record):
     transaction_id: str | None = None
     tenant_id: str | None = None
     account_id: str | None = None
+    hold_id: str | None = None
+    field: str | None = None
     expected: str | None = None
     actual: str | None = None

@@ -27,6 +27,7 @@ __all__ = [
     "exact_decimal",
     "format_minor",
     "parse_amount",
+    "parse_signed_amount",
 ]
 
 # Business codes that are not ISO 4217. USDT's on-chain precision is 6 decimals; CREDIT is a
@@ -115,6 +116,14 @@ def parse_amount(amount: object, exponent: int, *, allow_zero: bool = False) -> 
             amount=_shown(amount),
         )
     return minor
+
+
+def parse_signed_amount(amount: object, exponent: int) -> int:
+    """Decimal text with an optional leading ``-`` (a credit on a provider bill) to signed minor
+    units: ``-`` then the one grammar, nothing else (no ``+``, no space); zero is accepted."""
+    if isinstance(amount, str) and amount.startswith("-"):
+        return -parse_amount(amount[1:], exponent, allow_zero=True)
+    return parse_amount(amount, exponent, allow_zero=True)
 
 
 def _shown(amount: object) -> str:

@@ -5,10 +5,16 @@ Mutable state lives in ``accounts`` (balance snapshots), ``holds``, ``idempotenc
 triggers created by the migrations refuse every UPDATE, DELETE and TRUNCATE, whoever issues it.
 ``journal_head`` holds the last sequence and hash of the chain; locking it last in every write
 serialises appends and keeps the sequence gapless.
+
+The rows that drive payouts carry CHECK constraints (:data:`HOLD_CHECKS`, :data:`ACCOUNT_CHECKS`):
+real CHECK constraints on PostgreSQL, and on SQLite (whose tables cannot gain a constraint
+without being rebuilt) BEFORE INSERT and UPDATE triggers that refuse the same rows with the
+same names. What no constraint can say, ``verify_journal()`` checks against the journal.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +22,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 __all__ = [
+    "ACCOUNT_CHECKS",
     "APPEND_ONLY_TABLES",
+    "HOLD_CHECKS",
     "UtcDateTime",
     "accounts",
     "holds",
     "idempotency_keys",
+    "instant_text",
     "journal_entries",
     "journal_head",
     "journal_transactions",
@@ -29,11 +38,34 @@ __all__ = [
 ]
 
 
+def instant_text(value: datetime) -> str:
+    """The fixed-width text of an instant, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` in UTC, for every
+    year (``strftime('%Y')`` writes year 999 as three digits on some platforms)."""
+    value = value.astimezone(UTC)
+    return (
+        f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:"
+        f"{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}Z"
+    )
+
+
+# Also reads the short years an earlier version could write, so such a row stays readable.
+_INSTANT_TEXT = re.compile(r"(\d{1,4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{6})Z")
+
+
+def _instant_from_text(text: str) -> datetime:
+    match = _INSTANT_TEXT.fullmatch(text)
+    if match is None:
+        raise ValueError(f"not a stored instant: {text!r}")
+    year, month, day, hour, minute, second, microsecond = (int(part) for part in match.groups())
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
+
+
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
     """An aware UTC instant: ``timestamptz`` on PostgreSQL, fixed-width ISO text on SQLite.
 
-    SQLite keeps the text sortable and exact to the microsecond; both engines hand back aware
-    UTC datetimes, and naive datetimes are refused on the way in.
+    SQLite keeps the text sortable and exact to the microsecond (:func:`instant_text`); both
+    engines hand back aware UTC datetimes, and naive datetimes are refused on the way in. The
+    ledger only stores instants within ``limits.instant_min`` .. ``limits.instant_max``.
     """
 
     impl = sa.DateTime(timezone=True)
@@ -51,14 +83,14 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
         if dialect.name == "sqlite":
-            return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            return instant_text(value)
         return value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, str):
-            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            return _instant_from_text(value)
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
 
@@ -77,6 +109,40 @@ metadata = sa.MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+# CHECK conditions of the rows that drive payouts, written once for both engines: ``{r}``
+# prefixes each column (empty in a CHECK constraint, ``NEW.`` in a SQLite trigger).
+HOLD_CHECKS: dict[str, str] = {
+    "amounts": "{r}captured_minor >= 0 AND {r}released_minor >= 0 AND {r}fee_minor >= 0 "
+    "AND {r}fee_minor <= {r}captured_minor",
+    "active": "{r}state <> 'active' OR ({r}captured_minor = 0 AND {r}released_minor = 0 "
+    "AND NOT {r}finalized AND {r}resolve_transaction_id IS NULL AND {r}resolved_at IS NULL)",
+    "resolved": "{r}state = 'active' OR ({r}captured_minor + {r}released_minor = {r}amount_minor "
+    "AND {r}resolve_transaction_id IS NOT NULL AND {r}resolved_at IS NOT NULL)",
+    "captured": "{r}state <> 'captured' OR ({r}captured_minor > 0 AND {r}order_id IS NOT NULL "
+    "AND {r}payee_account_id IS NOT NULL)",
+    "uncaptured": "{r}state NOT IN ('released', 'expired') OR {r}captured_minor = 0",
+    "finalized": "NOT {r}finalized OR ({r}state = 'captured' "
+    "AND {r}finalize_transaction_id IS NOT NULL)",
+    "unfinalized": "{r}finalized OR ({r}fee_minor = 0 AND {r}finalize_transaction_id IS NULL)",
+}
+ACCOUNT_CHECKS: dict[str, str] = {
+    "status": "{r}status IN ('open', 'closed')",
+    # The kind follows from the ID: agents have their own IDs, a hold bucket is
+    # ``@hold:<its agent>``, a platform account ``@<kind>:<currency>``.
+    "kind_id": "({r}kind = 'agent' AND substr({r}account_id, 1, 1) <> '@' "
+    "AND {r}parent_account_id IS NULL) "
+    "OR ({r}kind = 'hold' AND substr({r}account_id, 1, 6) = '@hold:' "
+    "AND {r}parent_account_id IS NOT NULL AND {r}parent_account_id = substr({r}account_id, 7)) "
+    "OR ({r}kind IN ('escrow', 'revenue', 'external', 'operating') "
+    "AND {r}account_id = '@' || {r}kind || ':' || {r}currency AND {r}parent_account_id IS NULL)",
+    "overdraft_kind": "{r}kind = 'agent' OR {r}overdraft_limit_minor = 0",
+}
+
+
+def _checks(conditions: dict[str, str]) -> list[sa.CheckConstraint]:
+    return [sa.CheckConstraint(sql.format(r=""), name=name) for name, sql in conditions.items()]
+
 
 accounts = sa.Table(
     "accounts",
@@ -97,6 +163,7 @@ accounts = sa.Table(
         "kind IN ('agent', 'escrow', 'revenue', 'external', 'operating', 'hold')", name="kind"
     ),
     sa.CheckConstraint("overdraft_limit_minor >= 0", name="overdraft_limit"),
+    *_checks(ACCOUNT_CHECKS),
 )
 
 holds = sa.Table(
@@ -127,6 +194,7 @@ holds = sa.Table(
     ),
     sa.CheckConstraint("state IN ('active', 'captured', 'released', 'expired')", name="state"),
     sa.CheckConstraint("amount_minor > 0", name="amount"),
+    *_checks(HOLD_CHECKS),
     sa.Index("ix_holds_state_expires_at", "state", "expires_at"),
     sa.Index("ix_holds_tenant_account", "tenant_id", "account_id"),
 )
@@ -155,8 +223,12 @@ journal_transactions = sa.Table(
     sa.Column("meta", JsonType, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # Which canonical form ``hash`` covers (``ledger_db.journal.HASH_VERSIONS``); rows written
+    # before the column existed are version 1.
+    sa.Column("hash_version", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
     sa.UniqueConstraint("tenant_id", "reverses_transaction_id"),
     sa.Index("ix_journal_transactions_tenant_recorded", "tenant_id", "recorded_at"),
+    sa.Index("ix_journal_transactions_tenant_hold", "tenant_id", "hold_id"),
 )
 
 journal_entries = sa.Table(
@@ -164,7 +236,7 @@ journal_entries = sa.Table(
     metadata,
     sa.Column("journal_sequence", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("entry_index", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("ledger_entry_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("ledger_entry_id", sa.String(64), nullable=False),
     sa.Column("transaction_id", sa.String(64), nullable=False),
     sa.Column("tenant_id", sa.String(128), nullable=False),
     sa.Column("account_id", sa.String(160), nullable=False),
@@ -184,6 +256,8 @@ journal_entries = sa.Table(
     sa.Column("recorded_at", UtcDateTime, nullable=False),
     sa.Column("counterpart", sa.Boolean, nullable=False),
     sa.Column("hold_id", sa.String(64)),
+    # Unique per tenant: one tenant's IDs neither block nor reveal another's.
+    sa.UniqueConstraint("tenant_id", "ledger_entry_id"),
     sa.CheckConstraint("direction IN ('IN', 'OUT')", name="direction"),
     sa.CheckConstraint("amount_minor > 0", name="amount"),
     sa.ForeignKeyConstraint(["journal_sequence"], ["journal_transactions.sequence"]),

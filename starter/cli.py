@@ -621,9 +621,7 @@ async def entries(
 @app.command("events")
 @run_command
 async def events(
-    tenant: Annotated[
-        str | None, typer.Option("--tenant", help="Tenant (all tenants when omitted).")
-    ] = None,
+    tenant: TenantOption,
     after: Annotated[
         int, typer.Option("--after", min=0, help="Only events after this outbox sequence.")
     ] = 0,
@@ -669,7 +667,7 @@ async def events(
 async def _follow_events(
     client: LedgerClient,
     *,
-    tenant_id: str | None,
+    tenant_id: str,
     after_sequence: int,
     limit: int,
     unsent_only: bool,

@@ -84,6 +84,7 @@ class AuditProblem(BaseModel):
     tenant_id: str | None = None
     account_id: str | None = None
     hold_id: str | None = None
+    field: str | None = None
     expected: str | None = None
     actual: str | None = None
 

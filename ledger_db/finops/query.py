@@ -16,10 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from ledger_db.errors import InvalidEntry
 from ledger_db.schema import journal_entries
+from ledger_db.validation import check_instant
 
 __all__ = [
     "HOLD_CATEGORY",
@@ -65,10 +66,12 @@ class EntryFilter(BaseModel):
 
     @field_validator("from_ts", "to_ts")
     @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
+    def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("time bounds must be timezone-aware")
-        return value.astimezone(UTC) if value is not None else None
+        # An instant outside the stored range is the ledger's typed error (invalid_entry naming
+        # the bound), not an OverflowError of the UTC conversion.
+        return None if value is None else check_instant(value, str(info.field_name))
 
     def with_month(self, month: str) -> EntryFilter:
         """The same filter restricted to a calendar month (UTC) of the time field."""

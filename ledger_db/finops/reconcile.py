@@ -11,7 +11,8 @@ gets ``missing_from_bill``:
 - ``duplicated_in_bill``: a second (third...) line with a reference already on the bill;
 - ``missing_from_bill``: in the ledger within the bill's period, absent from the bill.
 
-A bill amount is decimal text in the currency's unit; a negative amount is a credit.
+A bill amount is decimal text in the currency's unit, in the ledger's one grammar (ASCII
+digits, an optional ``.`` fraction, no space or ``+``); a leading ``-`` makes it a credit.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from pydantic import BaseModel, ConfigDict, computed_field
 from ledger_db.errors import InvalidEntry, LedgerError
 from ledger_db.finops.query import EntryFilter, filter_conditions
 from ledger_db.finops.records import numbered_csv_rows
-from ledger_db.money import CurrencyRegistry, default_registry, parse_amount
+from ledger_db.money import CurrencyRegistry, default_registry, parse_signed_amount
 from ledger_db.schema import journal_entries
+from ledger_db.sums import amounts_in_out, exact_sum, exact_sum_columns
 
 __all__ = [
     "STATUSES",
@@ -137,15 +139,6 @@ class ReconciliationReport(BaseModel):
         return [line for line in self.lines if line.status != "matched"]
 
 
-def _signed_minor(text: str, currency: str, registry: CurrencyRegistry) -> int:
-    value = text.strip()
-    negative = value.startswith("-")
-    if negative or value.startswith("+"):
-        value = value[1:]
-    minor = parse_amount(value, registry.exponent(currency), allow_zero=True)
-    return -minor if negative else minor
-
-
 def parse_bill(text: str, *, registry: CurrencyRegistry | None = None) -> list[BillLine]:
     """The lines of a bill CSV (header: external_ref, amount, currency, date; others ignored).
 
@@ -176,7 +169,9 @@ def parse_bill(text: str, *, registry: CurrencyRegistry | None = None) -> list[B
                 }
             )
             continue
-        row = dict(zip(header, (cell.strip() for cell in cells), strict=True))
+        # Every cell but the amount is trimmed; the amount is read as written (one grammar).
+        raw = dict(zip(header, cells, strict=True))
+        row = {name: cell.strip() for name, cell in raw.items()}
         before = len(problems)
         if not row["external_ref"]:
             problems.append(
@@ -202,7 +197,7 @@ def parse_bill(text: str, *, registry: CurrencyRegistry | None = None) -> list[B
             )
         else:
             try:
-                amount_minor = _signed_minor(row["amount"], currency, registry)
+                amount_minor = parse_signed_amount(raw["amount"], registry.exponent(currency))
             except LedgerError as error:
                 problems.append(
                     {
@@ -248,15 +243,23 @@ def _ledger_totals(
 ) -> dict[str, dict[str, tuple[int, int]]]:
     """external_ref -> currency -> (net cost OUT - IN, entry count)."""
     table = journal_entries.c
-    signed = sa.case((table.direction == "OUT", table.amount_minor), else_=-table.amount_minor)
+    dialect_name = connection.dialect.name
+    amount_in, amount_out = amounts_in_out()
     query = (
-        sa.select(table.external_ref, table.currency, sa.func.sum(signed), sa.func.count())
+        sa.select(
+            table.external_ref,
+            table.currency,
+            *exact_sum_columns(amount_in, dialect_name, "in"),
+            *exact_sum_columns(amount_out, dialect_name, "out"),
+            sa.func.count().label("count"),
+        )
         .where(table.external_ref.is_not(None), *conditions)
         .group_by(table.external_ref, table.currency)
     )
     totals: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
-    for external_ref, currency, net, count in connection.execute(query):
-        totals[external_ref][currency] = (int(net or 0), int(count))
+    for row in connection.execute(query):
+        net = exact_sum(row, dialect_name, "out") - exact_sum(row, dialect_name, "in")
+        totals[row.external_ref][row.currency] = (net, int(row._mapping["count"]))
     return totals
 
 

@@ -1,9 +1,13 @@
 """LedgerEntry v1.0 records in and out: parsing, validation and canonical rendering.
 
 Reading never goes through a binary float: JSON is decoded with ``parse_float=Decimal`` so a
-number such as ``20.00`` is the exact decimal the file wrote, and CSV cells are text. Every
-problem of every row is collected as data (:class:`RowProblem`, with the line and the field), so
-one run reports all of them; the importer applies nothing unless that list is empty.
+number such as ``20.00`` is the exact decimal the file wrote (and an integer too long for Python
+to read as one becomes a ``Decimal`` that the checks refuse), and CSV cells are text. Amounts go
+through ``ledger_db.money`` only: text must follow its one grammar, a JSON number is read as the
+exact value JSON spells. Meta is normalised exactly as the ledger stores it
+(``ledger_db.validation.normalise_json``), so a re-imported record compares equal to the stored
+one. Every problem of every row is collected as data (:class:`RowProblem`, with the line and the
+field), so one run reports all of them; the importer applies nothing unless that list is empty.
 
 Writing is canonical so that exporting the same entries twice gives the same bytes: fields in
 the schema's order, ``meta`` keys sorted, amounts with exactly the currency's decimals,
@@ -30,6 +34,7 @@ import jsonschema
 from ledger_db import limits
 from ledger_db.errors import LedgerError
 from ledger_db.money import CurrencyRegistry, default_registry
+from ledger_db.validation import check_instant, normalise_json
 
 __all__ = [
     "FIELDS",
@@ -68,8 +73,10 @@ FIELDS: tuple[str, ...] = (
 FORMATS: tuple[str, ...] = ("json", "jsonl", "csv")
 
 _TIMESTAMP = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
 )
+# Python refuses to read longer integers (``sys.int_info.default_max_str_digits``).
+_JSON_INTEGER_DIGITS_MAX = 4300
 
 
 @cache
@@ -171,8 +178,11 @@ def parse_timestamp(text: object) -> datetime:
                 raise ValueError(f"{text!r} is more precise than a microsecond")
             digits = digits[:6]
         value = f"{main}.{digits.ljust(6, '0')}{offset}"
-    parsed = datetime.fromisoformat(value.replace("t", "T"))
-    return parsed.astimezone(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.replace("t", "T"))
+        return check_instant(parsed, "timestamp")
+    except LedgerError as error:
+        raise ValueError(f"{text!r}: {error.message.removeprefix('timestamp ')}") from error
 
 
 def format_timestamp(value: datetime) -> str:
@@ -205,8 +215,13 @@ def detect_format(path_name: str, explicit: str | None = None) -> str:
     raise ValueError(f"cannot tell the format of {path_name!r}; pass it explicitly")
 
 
+def _json_integer(text: str) -> int | Decimal:
+    # Too long for int(): kept as a Decimal, which every check then refuses by its size.
+    return int(text) if len(text) <= _JSON_INTEGER_DIGITS_MAX else Decimal(text)
+
+
 def _decoder() -> json.JSONDecoder:
-    return json.JSONDecoder(parse_float=Decimal)
+    return json.JSONDecoder(parse_float=Decimal, parse_int=_json_integer)
 
 
 def _line_of(text: str, index: int) -> int:
@@ -347,31 +362,6 @@ def _schema_message(error: jsonschema.ValidationError, name: str) -> tuple[str, 
     return "invalid_field", error.message
 
 
-def _exact_meta(value: Any, path: str) -> tuple[Any, str | None]:
-    """JSON numbers of meta as Python numbers, refusing any a float cannot hold exactly."""
-    if isinstance(value, Decimal):
-        as_float = float(value)
-        if not value.is_finite() or Decimal(repr(as_float)) != value:
-            return value, f"{path}: the number {value} cannot be stored exactly; quote it"
-        return as_float, None
-    if isinstance(value, dict):
-        result: dict[str, Any] = {}
-        for key, item in value.items():
-            result[key], problem = _exact_meta(item, f"{path}.{key}")
-            if problem:
-                return value, problem
-        return result, None
-    if isinstance(value, list):
-        items: list[Any] = []
-        for index, item in enumerate(value):
-            converted, problem = _exact_meta(item, f"{path}[{index}]")
-            if problem:
-                return value, problem
-            items.append(converted)
-        return items, None
-    return value, None
-
-
 def _validate_row(
     line: int, row: Any, registry: CurrencyRegistry, problems: list[RowProblem]
 ) -> ParsedRecord | None:
@@ -404,13 +394,11 @@ def _validate_row(
         except LedgerError as error:
             bad("currency", "invalid_currency", error.message)
     if "amount" not in seen_fields and "currency" not in seen_fields and "amount" in row:
-        amount = row["amount"]
-        if isinstance(amount, Decimal | int | str) and not isinstance(amount, bool):
-            try:
-                exact = format(amount, "f") if isinstance(amount, Decimal) else amount
-                amount_minor = registry.to_minor(exact, str(currency))
-            except LedgerError as error:
-                bad("amount", "invalid_amount", error.message)
+        try:
+            # Text follows the one grammar; a JSON number (a Decimal here) is its exact value.
+            amount_minor = registry.to_minor(row["amount"], str(currency))
+        except LedgerError as error:
+            bad("amount", "invalid_amount", error.message)
     timestamps: dict[str, datetime | None] = {"occurred_at": None, "recorded_at": None}
     for name in timestamps:
         value = row.get(name)
@@ -422,11 +410,13 @@ def _validate_row(
             bad(name, "invalid_timestamp", str(error))
     meta = row.get("meta", {})
     if "meta" not in seen_fields and isinstance(meta, dict):
-        meta, problem = _exact_meta(meta, "meta")
-        if problem:
-            bad("meta", "inexact_number", problem)
-        elif len(canonical_json(meta).encode()) > limits.meta_bytes_max:
-            bad("meta", "meta_too_large", f"meta is above {limits.meta_bytes_max} bytes")
+        try:
+            meta = normalise_json(meta, "meta")
+        except LedgerError as error:
+            bad("meta", "invalid_meta", error.message + " (quote a number to keep it exactly)")
+        else:
+            if len(canonical_json(meta).encode()) > limits.meta_bytes_max:
+                bad("meta", "meta_too_large", f"meta is above {limits.meta_bytes_max} bytes")
     entry_id = row.get("ledger_entry_id")
     if "ledger_entry_id" not in seen_fields and isinstance(entry_id, str):
         try:
@@ -463,30 +453,32 @@ def parse_records(
 ) -> tuple[list[ParsedRecord], list[RowProblem]]:
     """Every valid record and every problem of a whole file (both lists in line order).
 
-    Duplicate ``ledger_entry_id`` values inside the file are problems of the later lines.
+    Duplicate ``ledger_entry_id`` values of one tenant inside the file are problems of the later
+    lines (IDs are unique per tenant).
     """
     registry = registry or default_registry()
     rows = {"json": _raw_rows_json, "jsonl": _raw_rows_jsonl, "csv": _raw_rows_csv}[file_format]
     records: list[ParsedRecord] = []
     problems: list[RowProblem] = []
-    first_line: dict[str, int] = {}
+    first_line: dict[tuple[str, str], int] = {}
     try:
         for line, row in rows(text):
             record = _validate_row(line, row, registry, problems)
             if record is None:
                 continue
-            if record.ledger_entry_id in first_line:
+            key = (record.tenant_id, record.ledger_entry_id)
+            if key in first_line:
                 problems.append(
                     RowProblem(
                         line,
                         "ledger_entry_id",
                         "duplicate_ledger_entry_id",
                         f"ledger_entry_id {record.ledger_entry_id} already appears on line "
-                        f"{first_line[record.ledger_entry_id]}",
+                        f"{first_line[key]}",
                     )
                 )
                 continue
-            first_line[record.ledger_entry_id] = line
+            first_line[key] = line
             records.append(record)
     except _FileProblem as error:
         problems.append(RowProblem(error.line, "(file)", "unparsable_file", error.message))

@@ -16,6 +16,7 @@ from ledger_db.errors import InvalidEntry
 from ledger_db.finops.query import EntryFilter, filter_conditions, tag_table
 from ledger_db.money import default_registry
 from ledger_db.schema import journal_entries
+from ledger_db.sums import amounts_in_out, exact_sum, exact_sum_columns
 
 __all__ = ["DIMENSIONS", "Report", "ReportRow", "parse_group_by", "run_report"]
 
@@ -140,15 +141,15 @@ def run_report(
             )
         else:
             raise InvalidEntry(f"unknown dimension {name!r}", field="group_by")
-    amount_in = sa.func.sum(sa.case((table.direction == "IN", table.amount_minor), else_=0))
-    amount_out = sa.func.sum(sa.case((table.direction == "OUT", table.amount_minor), else_=0))
+    # Summed exactly on both engines, past 2^63 - 1 (SQLite's sum() overflows; ledger_db.sums).
+    amount_in, amount_out = amounts_in_out()
     query = (
         sa.select(
             *columns,
             table.currency,
             sa.func.count().label("count"),
-            amount_in.label("in_minor"),
-            amount_out.label("out_minor"),
+            *exact_sum_columns(amount_in, dialect_name, "in_minor"),
+            *exact_sum_columns(amount_out, dialect_name, "out_minor"),
         )
         .select_from(source)
         .where(*filter_conditions(entry_filter, dialect_name))
@@ -163,8 +164,8 @@ def run_report(
             },
             currency=row.currency,
             count=int(row._mapping["count"]),
-            in_minor=int(row.in_minor or 0),
-            out_minor=int(row.out_minor or 0),
+            in_minor=exact_sum(row, dialect_name, "in_minor"),
+            out_minor=exact_sum(row, dialect_name, "out_minor"),
         )
         for row in rows
     ]

@@ -31,6 +31,7 @@ from ledger_db.finops.query import TimeField, month_range
 from ledger_db.finops.records import format_timestamp
 from ledger_db.money import default_registry
 from ledger_db.schema import accounts, journal_entries
+from ledger_db.sums import net_minor
 
 __all__ = [
     "STATEMENT_FORMATS",
@@ -158,21 +159,13 @@ class TenantStatement(BaseModel):
                 )
 
 
-def _signed() -> Any:
-    table = journal_entries.c
-    return sa.case((table.direction == "IN", table.amount_minor), else_=-table.amount_minor)
-
-
 def _balance_before(
     connection: sa.Connection, tenant_id: str, account_id: str, column: Any, instant: datetime
 ) -> int:
     table = journal_entries.c
-    total = connection.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(_signed()), 0)).where(
-            table.tenant_id == tenant_id, table.account_id == account_id, column < instant
-        )
-    ).scalar_one()
-    return int(total)
+    return net_minor(
+        connection, [table.tenant_id == tenant_id, table.account_id == account_id, column < instant]
+    )
 
 
 def _account_statement(

@@ -1,13 +1,14 @@
 """Import and export of LedgerEntry v1.0 records (JSON, JSON Lines, CSV; Beancount out).
 
-Import is all or nothing at the level of the file's content: every row is validated first
-(schema, currency precision, timestamps, duplicates inside the file, IDs already used in the
-ledger by a *different* entry) and if anything is wrong nothing is written and every problem is
-reported with its line and field. A valid file is then recorded in journal transactions of at
-most ``records_per_transaction`` records each, per tenant, in file order, through
-``Ledger.record_entries_many``: up to ``limits.batch_size_max`` (10 000) records of one tenant
-are one database transaction, so such a file applies whole or not at all even if the process
-dies half-way; a larger or multi-tenant file is several such parts, and re-running it resumes.
+Import is all or nothing, for the whole file. Every row is validated first: the schema, then
+exactly the rules ``record_entries`` applies (``Ledger.check_entry``: tenant ID, text, ``env``
+length, instants within the stored range, meta, amount grammar and precision, the reference
+rule), then duplicates inside the file and IDs already used in the ledger by a *different*
+entry of the same tenant. If anything is wrong nothing is written and every problem is reported
+with its line and field. A valid file is then recorded in ONE database transaction
+(``Ledger.record_entries_atomically``), every tenant of the file together: journal transactions
+of at most ``records_per_transaction`` records each, per tenant, in file order. A process that
+dies half-way has applied nothing; a file is at most ``limits.import_records_max`` new records.
 
 Re-importing is a no-op: a record whose ``ledger_entry_id`` is in the ledger already with the
 same content is skipped, and each transaction's idempotency key is the SHA-256 of its canonical
@@ -31,7 +32,7 @@ from typing import Any, TextIO
 import sqlalchemy as sa
 
 from ledger_db import limits
-from ledger_db.errors import InvalidEntry
+from ledger_db.errors import InvalidEntry, LedgerError
 from ledger_db.finops.beancount_export import write_beancount
 from ledger_db.finops.query import EntryFilter, entry_rows
 from ledger_db.finops.records import (
@@ -46,7 +47,7 @@ from ledger_db.finops.records import (
     render_json,
     render_jsonl,
 )
-from ledger_db.ledger import Ledger
+from ledger_db.ledger import Ledger, RecordRequest
 from ledger_db.models import LedgerEntryInput
 from ledger_db.schema import journal_entries
 
@@ -127,22 +128,23 @@ def _stored_comparable(row: Any) -> tuple[Any, ...]:
 
 def _check_against_ledger(
     connection: sa.Connection, records: Sequence[ParsedRecord], problems: list[RowProblem]
-) -> set[str]:
-    """IDs already recorded with the same content (skipped); a different content is a problem."""
-    present: set[str] = set()
+) -> set[tuple[str, str]]:
+    """IDs already recorded (by the record's tenant: IDs are unique per tenant) with the same
+    content, which are skipped; a different content is a problem."""
+    present: set[tuple[str, str]] = set()
     table = journal_entries.c
     for start in range(0, len(records), _LOOKUP_CHUNK):
         chunk = {
-            record.ledger_entry_id: record for record in records[start : start + _LOOKUP_CHUNK]
+            (record.tenant_id, record.ledger_entry_id): record
+            for record in records[start : start + _LOOKUP_CHUNK]
         }
+        keys = sa.tuple_(table.tenant_id, table.ledger_entry_id).in_(list(chunk))
         for row in connection.execute(
-            sa.select(journal_entries).where(
-                table.ledger_entry_id.in_(list(chunk)), table.counterpart == sa.false()
-            )
+            sa.select(journal_entries).where(keys, table.counterpart == sa.false())
         ):
-            record = chunk[row.ledger_entry_id]
+            record = chunk[(row.tenant_id, row.ledger_entry_id)]
             if _stored_comparable(row) == record.comparable():
-                present.add(record.ledger_entry_id)
+                present.add((record.tenant_id, record.ledger_entry_id))
             else:
                 problems.append(
                     RowProblem(
@@ -155,11 +157,11 @@ def _check_against_ledger(
                 )
         # A counterpart's ID is derived from its primary's: a record cannot reuse it either.
         for row in connection.execute(
-            sa.select(table.ledger_entry_id).where(
-                table.ledger_entry_id.in_(list(chunk)), table.counterpart == sa.true()
+            sa.select(table.tenant_id, table.ledger_entry_id).where(
+                keys, table.counterpart == sa.true()
             )
         ):
-            record = chunk[row.ledger_entry_id]
+            record = chunk[(row.tenant_id, row.ledger_entry_id)]
             problems.append(
                 RowProblem(
                     record.line,
@@ -171,18 +173,23 @@ def _check_against_ledger(
     return present
 
 
-def _business_rules(
-    records: Sequence[ParsedRecord], problems: list[RowProblem], tenant_id: str | None
-) -> None:
+def _ledger_rules(
+    ledger: Ledger,
+    records: Sequence[ParsedRecord],
+    problems: list[RowProblem],
+    tenant_id: str | None,
+) -> list[ParsedRecord]:
+    """Each record checked by the rules ``record_entries`` applies (so that a row that would
+    fail only when written fails here, before anything is applied); returns the good ones."""
+    good: list[ParsedRecord] = []
     for record in records:
-        if not (record.asset_id or record.task_id or record.external_ref):
+        before = len(problems)
+        try:
+            ledger.check_entry(_entry_fields(record, ledger), tenant_id=record.tenant_id)
+        except LedgerError as error:
+            field = error.details.get("field")
             problems.append(
-                RowProblem(
-                    record.line,
-                    "asset_id",
-                    "missing_reference",
-                    "at least one of asset_id, task_id, external_ref must be set",
-                )
+                RowProblem(record.line, str(field or "(record)"), error.code, error.message)
             )
         if tenant_id is not None and record.tenant_id != tenant_id:
             problems.append(
@@ -193,38 +200,46 @@ def _business_rules(
                     f"tenant_id {record.tenant_id!r} is not the import's {tenant_id!r}",
                 )
             )
+        if len(problems) == before:
+            good.append(record)
+    return good
 
 
 def validate_text(
     ledger: Ledger, text: str, file_format: str, *, tenant_id: str | None = None
-) -> tuple[list[ParsedRecord], set[str], list[RowProblem]]:
-    """Parses and checks a whole file: (valid records, IDs present already, problems)."""
+) -> tuple[list[ParsedRecord], set[tuple[str, str]], list[RowProblem]]:
+    """Parses and checks a whole file: (valid records, (tenant, ID) pairs present already,
+    problems)."""
     records, problems = parse_records(text, file_format, registry=ledger.registry)
-    _business_rules(records, problems, tenant_id)
+    good = _ledger_rules(ledger, records, problems, tenant_id)
     with ledger.engine.connect() as connection:
-        present = _check_against_ledger(connection, records, problems)
+        present = _check_against_ledger(connection, good, problems)
     problems.sort(key=lambda problem: problem.line)
     return records, present, problems
 
 
+def _entry_fields(record: ParsedRecord, ledger: Ledger) -> dict[str, Any]:
+    return {
+        "ledger_entry_id": record.ledger_entry_id,
+        "tenant_id": record.tenant_id,
+        "project_id": record.project_id,
+        "env": record.env,
+        "asset_id": record.asset_id,
+        "task_id": record.task_id,
+        "external_ref": record.external_ref,
+        "direction": record.direction,
+        "amount": ledger.registry.to_text(record.amount_minor, record.currency),
+        "currency": record.currency,
+        "reason": record.reason,
+        "category": record.category,
+        "tags": record.tags,
+        "meta": record.meta,
+        "occurred_at": record.occurred_at,
+    }
+
+
 def _entry_input(record: ParsedRecord, ledger: Ledger) -> LedgerEntryInput:
-    return LedgerEntryInput(
-        ledger_entry_id=record.ledger_entry_id,
-        tenant_id=record.tenant_id,
-        project_id=record.project_id,
-        env=record.env,
-        asset_id=record.asset_id,
-        task_id=record.task_id,
-        external_ref=record.external_ref,
-        direction=record.direction,
-        amount=ledger.registry.to_text(record.amount_minor, record.currency),
-        currency=record.currency,
-        reason=record.reason,
-        category=record.category,
-        tags=record.tags,
-        meta=record.meta,
-        occurred_at=record.occurred_at,
-    )
+    return LedgerEntryInput.model_validate(_entry_fields(record, ledger))
 
 
 def _chunk_key(entries: Sequence[LedgerEntryInput]) -> str:
@@ -253,16 +268,25 @@ def import_text(
     row_count = len(records) + len({problem.line for problem in problems})
     if problems:
         raise ImportRejected(problems, rows=row_count)
-    todo = [record for record in records if record.ledger_entry_id not in present]
+    todo = [
+        record for record in records if (record.tenant_id, record.ledger_entry_id) not in present
+    ]
+    if len(todo) > limits.import_records_max:
+        raise InvalidEntry(
+            f"{len(todo)} new records: one import applies at most {limits.import_records_max} "
+            "(all in one database transaction); split the file",
+            field="file",
+        )
     by_tenant: dict[str, list[ParsedRecord]] = {}
     for record in todo:
         by_tenant.setdefault(record.tenant_id, []).append(record)
     transactions = replayed = applied = 0
     if progress:
         progress(0, len(todo))
-    if not dry_run:
-        # One record_entries_many call per tenant and per batch_size_max records: each call
-        # is one database transaction, so such a part of the file applies whole or not at all.
+    if not dry_run and todo:
+        # One part per tenant and per batch_size_max records, each idempotent on the hash of
+        # its content, all in ONE database transaction: the file applies whole or not at all.
+        parts: list[RecordRequest] = []
         for tenant, tenant_records in by_tenant.items():
             for start in range(0, len(tenant_records), limits.batch_size_max):
                 part = [
@@ -273,16 +297,17 @@ def import_text(
                     part[offset : offset + records_per_transaction]
                     for offset in range(0, len(part), records_per_transaction)
                 ]
-                result = ledger.record_entries_many(
-                    batches, tenant_id=tenant, idempotency_key=_chunk_key(part)
-                )
-                transactions += len(result.transactions)
-                if result.replayed:
-                    replayed += len(result.transactions)
-                else:
-                    applied += len(part)
-                if progress:
-                    progress(applied, len(todo))
+                parts.append(RecordRequest(tenant, _chunk_key(part), batches))
+        for part_request, result in zip(
+            parts, ledger.record_entries_atomically(parts), strict=True
+        ):
+            transactions += len(result.transactions)
+            if result.replayed:
+                replayed += len(result.transactions)
+            else:
+                applied += sum(len(batch) for batch in part_request.batches)
+        if progress:
+            progress(applied, len(todo))
     return ImportResult(
         file_sha256=digest,
         format=file_format,

@@ -15,7 +15,7 @@ from finops_data import generate_ledger
 from ledger_db import Ledger
 from ledger_db.finops import HoldRef, WorkflowView, expire_orphaned_holds, run_audit
 from ledger_db.finops.beancount_export import account_names, write_beancount
-from ledger_db.schema import accounts
+from ledger_db.schema import accounts, journal_transactions
 
 BEAN_CHECK = Path(sys.executable).with_name("bean-check")
 
@@ -26,6 +26,19 @@ def tamper(ledger: Ledger, *statements: str) -> None:
         connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
         for statement in statements:
             connection.exec_driver_sql(statement)
+
+
+def money_sequences(ledger: Ledger) -> list[int]:
+    """The journal positions of transactions that move money (control transactions, which
+    journal account openings, carry no entries to tamper with)."""
+    with ledger.engine.connect() as connection:
+        return list(
+            connection.execute(
+                sa.select(journal_transactions.c.sequence)
+                .where(journal_transactions.c.entry_count > 0)
+                .order_by(journal_transactions.c.sequence)
+            ).scalars()
+        )
 
 
 def kinds_at(report: Any) -> set[tuple[str, int | None]]:
@@ -44,65 +57,74 @@ def test_a_clean_ledger_passes(ledger: Ledger, clock: Any) -> None:
 
 def test_changed_amount_is_found_at_its_position(postgres_ledger: Ledger, clock: Any) -> None:
     generate_ledger(postgres_ledger, clock, operations=30)
+    target = money_sequences(postgres_ledger)[15]
     tamper(
         postgres_ledger,
         "UPDATE journal_entries SET amount_minor = amount_minor + 1 "
-        "WHERE journal_sequence = 20 AND entry_index = 0",
+        f"WHERE journal_sequence = {target} AND entry_index = 0",
     )
     report = run_audit(postgres_ledger, now=clock())
-    assert ("hash_mismatch", 20) in kinds_at(report)
-    assert ("unbalanced", 20) in kinds_at(report)
+    assert ("hash_mismatch", target) in kinds_at(report)
+    assert ("unbalanced", target) in kinds_at(report)
     sequences = {
         problem.journal_sequence
         for problem in report.problems
         if problem.journal_sequence is not None
     }
-    assert sequences == {20}, report.problems
+    assert sequences == {target}, report.problems
     assert any(problem.kind == "balance_mismatch" for problem in report.problems)
 
 
 def test_deleted_row_is_found_at_its_position(postgres_ledger: Ledger, clock: Any) -> None:
     generate_ledger(postgres_ledger, clock, operations=30)
+    money = money_sequences(postgres_ledger)
+    first, second = money[10], money[20]
     tamper(
         postgres_ledger,
-        "DELETE FROM journal_entries WHERE journal_sequence = 17 AND entry_index = 1",
+        f"DELETE FROM journal_entries WHERE journal_sequence = {first} AND entry_index = 1",
     )
     report = run_audit(postgres_ledger, now=clock())
-    assert {("entries_missing", 17), ("hash_mismatch", 17)} <= kinds_at(report)
+    assert {("entries_missing", first), ("hash_mismatch", first)} <= kinds_at(report)
     tamper(
         postgres_ledger,
-        "DELETE FROM journal_entries WHERE journal_sequence = 25",
-        "DELETE FROM journal_transactions WHERE sequence = 25",
+        f"DELETE FROM journal_entries WHERE journal_sequence = {second}",
+        f"DELETE FROM journal_transactions WHERE sequence = {second}",
     )
     report = run_audit(postgres_ledger, now=clock())
-    assert ("sequence_gap", 26) in kinds_at(report) and ("chain_broken", 26) in kinds_at(report)
+    found = kinds_at(report)
+    assert ("sequence_gap", second + 1) in found and ("chain_broken", second + 1) in found
 
 
 def test_swapped_order_is_found_at_its_position(postgres_ledger: Ledger, clock: Any) -> None:
     generate_ledger(postgres_ledger, clock, operations=30)
-    # Swap the sequence numbers of transactions 11 and 12 (entries follow their transaction).
+    money = money_sequences(postgres_ledger)
+    a, b, inside = money[5], money[5] + 1, money[12]
+    # Swap the sequence numbers of two neighbouring transactions (entries follow them).
     tamper(
         postgres_ledger,
         "ALTER TABLE journal_entries DROP CONSTRAINT fk_journal_entries_journal_sequence",
-        "UPDATE journal_transactions SET sequence = -1 WHERE sequence = 11",
-        "UPDATE journal_transactions SET sequence = 11 WHERE sequence = 12",
-        "UPDATE journal_transactions SET sequence = 12 WHERE sequence = -1",
-        "UPDATE journal_entries SET journal_sequence = -1 WHERE journal_sequence = 11",
-        "UPDATE journal_entries SET journal_sequence = 11 WHERE journal_sequence = 12",
-        "UPDATE journal_entries SET journal_sequence = 12 WHERE journal_sequence = -1",
+        f"UPDATE journal_transactions SET sequence = -1 WHERE sequence = {a}",
+        f"UPDATE journal_transactions SET sequence = {a} WHERE sequence = {b}",
+        f"UPDATE journal_transactions SET sequence = {b} WHERE sequence = -1",
+        f"UPDATE journal_entries SET journal_sequence = -1 WHERE journal_sequence = {a}",
+        f"UPDATE journal_entries SET journal_sequence = {a} WHERE journal_sequence = {b}",
+        f"UPDATE journal_entries SET journal_sequence = {b} WHERE journal_sequence = -1",
     )
     report = run_audit(postgres_ledger, now=clock())
     found = kinds_at(report)
-    assert ("chain_broken", 11) in found and ("hash_mismatch", 11) in found
-    assert min(sequence for _, sequence in found if sequence is not None) == 11
+    assert ("chain_broken", a) in found and ("hash_mismatch", a) in found
+    assert min(sequence for _, sequence in found if sequence is not None) == a
     # Swapping two entries inside one transaction is found too.
     tamper(
         postgres_ledger,
-        "UPDATE journal_entries SET entry_index = -1 WHERE journal_sequence = 20 AND entry_index = 0",
-        "UPDATE journal_entries SET entry_index = 0 WHERE journal_sequence = 20 AND entry_index = 1",
-        "UPDATE journal_entries SET entry_index = 1 WHERE journal_sequence = 20 AND entry_index = -1",
+        "UPDATE journal_entries SET entry_index = -1 "
+        f"WHERE journal_sequence = {inside} AND entry_index = 0",
+        "UPDATE journal_entries SET entry_index = 0 "
+        f"WHERE journal_sequence = {inside} AND entry_index = 1",
+        "UPDATE journal_entries SET entry_index = 1 "
+        f"WHERE journal_sequence = {inside} AND entry_index = -1",
     )
-    assert ("hash_mismatch", 20) in kinds_at(run_audit(postgres_ledger, now=clock()))
+    assert ("hash_mismatch", inside) in kinds_at(run_audit(postgres_ledger, now=clock()))
 
 
 def test_hold_checks_against_workflow_states(ledger: Ledger, clock: Any) -> None:

@@ -70,15 +70,13 @@ async def test_reconcile_ledger_expires_orphaned_holds(
             tenant_id=TENANT, currency="USD", idempotency_key="o", account_id="payer"
         )
         ledger.deposit("payer", "50", tenant_id=TENANT, idempotency_key="d")
-        # Frozen without a workflow (as if its workflow had been lost), expired long ago.
-        orphan = ledger.freeze(
-            "payer",
-            "10",
-            "N",
-            tenant_id=TENANT,
-            idempotency_key="f",
-            ttl_seconds=60,
-            now=datetime.now(UTC) - timedelta(hours=3),
+        # Frozen without a workflow (as if its workflow had been lost), expired long ago: by
+        # a ledger whose clock read three hours ago (a caller's ``now`` may not lag that far).
+        three_hours_ago = Ledger(
+            ledger.engine, clock=lambda: datetime.now(UTC) - timedelta(hours=3)
+        )
+        orphan = three_hours_ago.freeze(
+            "payer", "10", "N", tenant_id=TENANT, idempotency_key="f", ttl_seconds=60
         )
         summary = await run_with_worker(
             time_skipping_env, ledger, tmp_path, ReconcileLedgerWorkflow.run, ReconcileLedgerInput()

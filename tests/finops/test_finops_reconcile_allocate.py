@@ -225,3 +225,21 @@ def test_reversal_links_the_original_and_happens_once(ledger: Ledger) -> None:
         after = run_report(connection, EntryFilter(tenant_id=TENANT), [])
     net = {row.currency: row.net_minor for row in before.rows}
     assert {row.currency: row.net_minor for row in after.rows} == net
+
+
+def test_bill_amounts_follow_the_one_grammar() -> None:
+    """A bill amount is the ledger's grammar with an optional leading '-' (a credit): no '+',
+    no space, no exponent, no other digits; each bad line is reported at once."""
+    good = parse_bill(
+        "external_ref,amount,currency,date\na,-1.50,USD,2025-01-01\nb,2,USD,2025-01-01\n"
+    )
+    assert [line.amount_minor for line in good] == [-150, 200]
+    bad = ["+1.00", " 1.00", "1.00 ", "1e2", "--1", "-", "\uff11", "1_0", "-+1", "1.", ".5"]
+    text = "external_ref,amount,currency,date\n" + "".join(
+        f"r{index},{amount},USD,2025-01-01\n" for index, amount in enumerate(bad)
+    )
+    with pytest.raises(InvalidEntry) as raised:
+        parse_bill(text)
+    assert [(p["line"], p["field"]) for p in raised.value.details["problems"]] == [
+        (index + 2, "amount") for index in range(len(bad))
+    ]

@@ -209,3 +209,47 @@ def test_unknown_dimension_is_refused(bad: str) -> None:
 
     with pytest.raises(InvalidEntry):
         parse_group_by(bad)
+
+
+def test_totals_past_2_63_are_exact_on_both_engines(ledger: Ledger, clock: Any) -> None:
+    """SQLite's sum() raised a raw ``integer overflow`` once a total passed 2^63 - 1 (every
+    balance stays in range here: IN, OUT, IN of the maximum amount). Reports, reconciliation,
+    statements and ``get_balance(as_of=...)`` all sum exactly now."""
+    from ledger_db.finops import account_statement, parse_bill, reconcile_bill
+
+    top = 2**63 - 1
+    amount = ledger.registry.to_text(top, "USD")
+    ledger.open_account(tenant_id=TENANT, currency="USD", idempotency_key="x", account_id="x")
+    for step, direction in enumerate(("IN", "OUT", "IN")):
+        clock.advance(minutes=1)
+        entry = {
+            "external_ref": "big",
+            "direction": direction,
+            "amount": amount,
+            "currency": "USD",
+            "reason": "ADJUSTMENT",
+            "category": "OTHER_REVENUE",
+        }
+        ledger.record_entries(
+            [entry], tenant_id=TENANT, idempotency_key=f"big-{step}", account_id="x"
+        )
+    with ledger.engine.connect() as connection:
+        report = run_report(connection, EntryFilter(tenant_id=TENANT), [])
+        both_sides = run_report(
+            connection, EntryFilter(tenant_id=TENANT, include_counterparts=True), ["account"]
+        )
+        bill = parse_bill(f"external_ref,amount,currency,date\nbig,-{amount},USD,2025-01-20\n")
+        reconciliation = reconcile_bill(connection, bill, tenant_id=TENANT)
+        statement = account_statement(connection, tenant_id=TENANT, account_id="x", month="2025-01")
+    (row,) = report.rows
+    assert (row.count, row.in_minor, row.out_minor, row.net_minor) == (3, 2 * top, top, top)
+    external = next(r for r in both_sides.rows if r.group["account"] == "@external:USD")
+    assert (external.in_minor, external.out_minor) == (top, 2 * top)
+    assert [(line.status, line.ledger_amount_minor) for line in reconciliation.lines] == [
+        ("matched", -top)
+    ]
+    assert (statement.opening_minor, statement.in_minor, statement.out_minor) == (0, 2 * top, top)
+    assert statement.closing_minor == top
+    balance = ledger.get_balance("x", tenant_id=TENANT, as_of=clock())
+    assert balance.posted_minor == top
+    assert ledger.verify_journal() == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -82,14 +82,43 @@ class Tools:
         return balance.posted_minor, balance.held_minor, balance.available_minor
 
 
-def open_ledger(url: str) -> Ledger:
-    return Ledger.from_url(url)
+class ManualClock:
+    """A ledger clock that moves only when the test says so (a caller's ``now`` must lie near
+    the ledger's clock, so tests that need a fixed time move the clock instead)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or utc_now()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def open_ledger(url: str, clock: ManualClock | None = None) -> Ledger:
+    return Ledger.from_url(url) if clock is None else Ledger.from_url(url, clock=clock)
 
 
 @pytest.fixture
 def ledger(database_url: str) -> Iterator[Ledger]:
     """A migrated ledger on a fresh database, once on SQLite and once on PostgreSQL."""
     instance = open_ledger(database_url)
+    try:
+        yield instance
+    finally:
+        instance.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def clocked_ledger(database_url: str, clock: ManualClock) -> Iterator[Ledger]:
+    """A migrated ledger whose clock is the ``clock`` fixture, on each engine."""
+    instance = open_ledger(database_url, clock)
     try:
         yield instance
     finally:

@@ -36,6 +36,14 @@ def journal_url(database_url: str) -> Iterator[str]:
     yield database_url
 
 
+def assert_verifies(url: str) -> None:
+    ledger = Ledger.from_url(url)
+    try:
+        assert ledger.verify_journal() == []
+    finally:
+        ledger.close()
+
+
 def _rows(engine: sa.Engine, table: str) -> list[Any]:
     with engine.connect() as connection:
         return sorted(map(tuple, connection.exec_driver_sql(f"SELECT * FROM {table}").all()))
@@ -81,11 +89,7 @@ def test_journal_still_verifies_after_refused_tampering(journal_url: str) -> Non
                 connection.exec_driver_sql(f"DELETE FROM {table}")
     finally:
         plain.dispose()
-    ledger = Ledger.from_url(journal_url)
-    try:
-        assert ledger.verify_journal() == []
-    finally:
-        ledger.close()
+    assert_verifies(journal_url)
 
 
 @pytest.mark.postgres
@@ -116,3 +120,85 @@ def test_append_only_holds_for_another_role(postgres_url: str) -> None:
             connection.exec_driver_sql(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
             connection.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
         admin.dispose()
+
+
+def _overwrites(dialect: str, table: str) -> list[str]:
+    """Every spelling of "insert over an existing row" each engine has, aimed at rows the
+    journal holds (same primary key, or a new key with a taken unique value)."""
+    if table == "journal_entries":
+        key = "journal_sequence, entry_index"
+        columns = (
+            "journal_sequence, entry_index, ledger_entry_id, transaction_id, tenant_id, "
+            "account_id, project_id, env, asset_id, task_id, external_ref, direction, "
+            "amount_minor, currency, reason, category, tags, meta, occurred_at, recorded_at, "
+            "counterpart, hold_id"
+        )
+        # A new primary key whose (tenant_id, ledger_entry_id) is taken: REPLACE would delete
+        # the row holding that ID to make room.
+        new_key = columns.replace(
+            "journal_sequence, entry_index", "journal_sequence, entry_index + 100", 1
+        )
+        assignment = "amount_minor = excluded.amount_minor + 1"
+    else:
+        key = "sequence"
+        columns = (
+            "sequence, transaction_id, tenant_id, kind, idempotency_key, hold_id, "
+            "reverses_transaction_id, entry_count, occurred_at, recorded_at, meta, prev_hash, "
+            "hash, hash_version"
+        )
+        new_key = columns.replace("sequence,", "sequence + 1000,", 1)
+        assignment = "hash = 'forged'"
+    select_all = f"SELECT {columns} FROM {table}"
+    if dialect == "sqlite":
+        return [
+            f"INSERT OR REPLACE INTO {table} ({columns}) {select_all}",
+            f"REPLACE INTO {table} ({columns}) {select_all}",
+            f"INSERT OR REPLACE INTO {table} ({columns}) SELECT {new_key} FROM {table}",
+            f"INSERT INTO {table} ({columns}) {select_all} WHERE true "
+            f"ON CONFLICT ({key}) DO UPDATE SET {assignment}",
+            f"INSERT INTO {table} ({columns}) {select_all} WHERE true "
+            f"ON CONFLICT DO UPDATE SET {assignment}",
+            f"INSERT OR IGNORE INTO {table} ({columns}) {select_all}",
+        ]
+    return [
+        f"INSERT INTO {table} ({columns}) {select_all} ON CONFLICT ({key}) DO UPDATE SET {assignment}",
+        f"MERGE INTO {table} AS target USING {table} AS source ON "
+        + " AND ".join(f"target.{column} = source.{column}" for column in key.split(", "))
+        + f" WHEN MATCHED THEN UPDATE SET {assignment.replace('excluded.', 'source.')}",
+        f"MERGE INTO {table} AS target USING {table} AS source ON "
+        + " AND ".join(f"target.{column} = source.{column}" for column in key.split(", "))
+        + " WHEN MATCHED THEN DELETE",
+    ]
+
+
+@pytest.mark.parametrize("table", JOURNAL_TABLES)
+def test_journal_rows_cannot_be_overwritten_by_an_insert(journal_url: str, table: str) -> None:
+    """SQLite accepted ``INSERT OR REPLACE`` / ``REPLACE INTO`` (its implicit delete skips the
+    DELETE trigger) and upserts, rewriting journal rows with a clean audit; PostgreSQL's upsert
+    and MERGE reach the UPDATE and DELETE triggers. Every spelling is refused from a plain
+    connection (SQLite's ``INSERT OR IGNORE`` of existing rows too), and the rows stay as they
+    were."""
+    plain = sa.create_engine(journal_url)
+    try:
+        before = _rows(plain, table)
+        for statement in _overwrites(plain.dialect.name, table):
+            with pytest.raises(sa.exc.DBAPIError) as caught, plain.begin() as connection:
+                connection.exec_driver_sql(statement)
+            assert "journal_is_append_only" in str(caught.value.orig), statement
+            assert _rows(plain, table) == before, statement
+    finally:
+        plain.dispose()
+    assert_verifies(journal_url)
+
+
+def test_the_ledgers_own_sqlite_connections_fire_delete_triggers_on_replace(
+    sqlite_url: str,
+) -> None:
+    """A second wall on the ledger's own connections: ``recursive_triggers`` is on, so the
+    implicit delete of a REPLACE fires the DELETE trigger as well."""
+    ledger = Ledger.from_url(sqlite_url)
+    try:
+        with ledger.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA recursive_triggers").scalar() == 1
+    finally:
+        ledger.close()

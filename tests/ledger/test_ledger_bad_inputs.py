@@ -7,13 +7,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from ledger_data import sample_record
 
 from ledger_db import Ledger, errors, limits
 from ledger_db.models import Direction, LedgerEntryInput
@@ -25,6 +26,17 @@ def new_key() -> str:
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TTL_SECONDS = 600
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The cases pass ``now=NOW``; the ledger's clock stands at NOW too (a caller's ``now``
+    must lie near the ledger's clock, and this module may run long after it was imported)."""
+    instance = Ledger.from_url(database_url, clock=lambda: NOW)
+    try:
+        yield instance
+    finally:
+        instance.close()
 
 
 @dataclass
@@ -43,18 +55,7 @@ class World:
 
 
 def _record(**overrides: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "task_id": "task-1",
-        "direction": "OUT",
-        "amount": "1.00",
-        "currency": "USD",
-        "reason": "PROCUREMENT",
-        "category": "CLOUD_COST",
-        "tags": ["ok"],
-        "meta": {},
-    }
-    entry.update(overrides)
-    return entry
+    return sample_record(**{"tags": ["ok"], "meta": {}, **overrides})
 
 
 @pytest.fixture

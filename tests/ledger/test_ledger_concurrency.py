@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,17 @@ from ledger_db.models import HoldState
 pytestmark = pytest.mark.postgres
 
 NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+@pytest.fixture
+def pg_ledger(postgres_url: str) -> Iterator[Ledger]:
+    """The tests pass ``now=NOW``; the ledger's clock stands at NOW too (a caller's ``now`` must
+    lie near the ledger's clock, and this module may run long after it was imported)."""
+    ledger = Ledger.from_url(postgres_url, clock=lambda: NOW)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 def _race(count: int, call: Callable[[int], Any]) -> list[Any]:
@@ -253,4 +264,54 @@ def test_concurrent_reversals_reverse_once(pg_ledger: Ledger) -> None:
     codes = _codes(outcomes)
     assert codes == Counter({"ok": 1, "transaction_already_reversed": 11}), codes
     assert pg_ledger.get_balance(account, tenant_id=tenant).posted_minor == 1000
+    assert pg_ledger.verify_journal() == []
+
+
+def test_concurrent_reversals_answer_already_reversed(pg_ledger: Ledger) -> None:
+    """16 reversals of one deposit under 16 keys: one applies; the others wait on the account
+    locks, then find the reversal under the lock and answer ``transaction_already_reversed``
+    (they answered ``insufficient_funds`` when the deposit's money was gone)."""
+    tenant, account, _ = _setup(pg_ledger, "10.00")
+    deposit = pg_ledger.list_transactions(tenant_id=tenant, limit=100)[-1]
+    assert deposit.kind == "deposit"
+    outcomes = _race(
+        16,
+        lambda i: pg_ledger.reverse_transaction(
+            deposit.transaction_id, tenant_id=tenant, idempotency_key=f"reverse-{i}", now=NOW
+        ),
+    )
+    assert _codes(outcomes) == Counter({"ok": 1, "transaction_already_reversed": 15})
+    assert pg_ledger.get_balance(account, tenant_id=tenant).posted_minor == 0
+    assert pg_ledger.verify_journal() == []
+
+
+def test_a_collision_on_a_chosen_id_is_a_typed_error_not_a_retry(pg_ledger: Ledger) -> None:
+    """Writers choosing the same hold ID, or the same account ID, under different keys: one
+    wins, the others get the typed error at once (a unique violation other than the
+    idempotency-key claim is not transient), never a raw IntegrityError."""
+    tenant, account, _ = _setup(pg_ledger, "100.00")
+    holds = _race(
+        8,
+        lambda i: pg_ledger.freeze(
+            account,
+            "1.00",
+            "N",
+            tenant_id=tenant,
+            idempotency_key=f"same-hold-{i}",
+            ttl_seconds=600,
+            hold_id="chosen-hold",
+            now=NOW,
+        ),
+    )
+    assert _codes(holds) == Counter({"ok": 1, "invalid_entry": 7})
+    assert {o.details.get("field") for o in holds if isinstance(o, errors.LedgerError)} == {
+        "hold_id"
+    }
+    opened = _race(
+        8,
+        lambda i: pg_ledger.open_account(
+            tenant_id=tenant, currency="USD", idempotency_key=f"same-account-{i}", account_id="x"
+        ),
+    )
+    assert _codes(opened) == Counter({"ok": 1, "account_already_exists": 7})
     assert pg_ledger.verify_journal() == []

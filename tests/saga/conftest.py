@@ -12,9 +12,18 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from saga_helpers import DEV_SERVER, TEST_SERVER, Saga, Tenant, fund_tenant, unique
+from saga_helpers import (
+    DEV_SERVER,
+    TEST_SERVER,
+    Saga,
+    ServerClock,
+    Tenant,
+    fund_tenant,
+    unique,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Interceptor
 
 from activities.events import EventPublisher, NatsSettings
 from activities.faults import FaultInjector
@@ -69,8 +78,13 @@ def task_queue() -> str:
 
 
 @pytest.fixture
-def ledger(sqlite_url: str) -> Iterator[Ledger]:
-    ledger = Ledger.from_url(sqlite_url)
+def server_clock() -> ServerClock:
+    return ServerClock()
+
+
+@pytest.fixture
+def ledger(sqlite_url: str, server_clock: ServerClock) -> Iterator[Ledger]:
+    ledger = Ledger.from_url(sqlite_url, clock=server_clock)
     try:
         yield ledger
     finally:
@@ -100,6 +114,10 @@ async def dev_saga(
         yield saga
 
 
+def _follow_server_time(ledger: Ledger) -> list[Interceptor]:
+    return [ledger.clock.interceptor()] if isinstance(ledger.clock, ServerClock) else []
+
+
 async def _saga(
     env: WorkflowEnvironment,
     ledger: Ledger,
@@ -113,7 +131,12 @@ async def _saga(
     client = await LedgerClient.connect(config, temporal=env.client, ledger=ledger)
     publisher = EventPublisher(nats or NatsSettings())
     worker = build_worker(
-        env.client, ledger, task_queue=task_queue, publisher=publisher, faults=faults
+        env.client,
+        ledger,
+        task_queue=task_queue,
+        publisher=publisher,
+        faults=faults,
+        interceptors=_follow_server_time(ledger),
     )
     async with worker:
         yield Saga(env, client, ledger, task_queue, worker, faults)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import sys
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 
 from activities.faults import FaultInjector
 from ledger_db import Ledger
@@ -18,6 +25,40 @@ from starter.client import LedgerClient
 VENV_BIN = Path(sys.prefix) / "bin"
 TEST_SERVER = VENV_BIN / "temporal-test-server"
 DEV_SERVER = VENV_BIN / "temporal"
+
+
+class ServerClock:
+    """The ledger's clock in the saga tests: the wall clock, moved ahead as far as the Temporal
+    server's clock is. The time-skipping test server jumps its clock ahead (years, once it
+    skips to a long-poll deadline) and the workflows pass that time as ``now``, which the ledger
+    accepts only near its own clock (``limits.now_lead_seconds_max``); a real server's clock is
+    the wall clock, so there the offset stays zero."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta(0)
+
+    def observe(self, server_time: datetime) -> None:
+        self.ahead = max(self.ahead, server_time - datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.ahead
+
+    def interceptor(self) -> Interceptor:
+        """A worker interceptor that shows the clock each activity's scheduled (server) time."""
+        clock = self
+
+        class Inbound(ActivityInboundInterceptor):
+            async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                clock.observe(activity.info().current_attempt_scheduled_time)
+                return await super().execute_activity(input)
+
+        class Follow(Interceptor):
+            def intercept_activity(
+                self, next: ActivityInboundInterceptor
+            ) -> ActivityInboundInterceptor:
+                return Inbound(next)
+
+        return Follow()
 
 
 def unique(prefix: str) -> str:

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 from saga_helpers import (
     Saga,
+    ServerClock,
     Tenant,
     assert_books_intact,
     balances,
@@ -560,7 +561,8 @@ async def test_lifecycles_on_postgresql(
     time_skipping_env: WorkflowEnvironment, postgres_url: str, task_queue: str
 ) -> None:
     """The same saga on PostgreSQL: partial capture with payout, release, expiry."""
-    ledger = Ledger.from_url(postgres_url)
+    clock = ServerClock()
+    ledger = Ledger.from_url(postgres_url, clock=clock)
     try:
         tenant = fund_tenant(ledger)
         config = ClientConfig(task_queue=task_queue, update_with_start=False)
@@ -568,7 +570,12 @@ async def test_lifecycles_on_postgresql(
             config, temporal=time_skipping_env.client, ledger=ledger
         )
         saga = Saga(time_skipping_env, client, ledger, task_queue, None, FaultInjector())  # type: ignore[arg-type]
-        async with build_worker(time_skipping_env.client, ledger, task_queue=task_queue):
+        async with build_worker(
+            time_skipping_env.client,
+            ledger,
+            task_queue=task_queue,
+            interceptors=[clock.interceptor()],
+        ):
             captured = await freeze(saga, tenant, key="a")
             released = await freeze(saga, tenant, "10.00", key="b")
             expiring = await freeze(saga, tenant, "5.00", key="c", ttl_seconds=30)

@@ -170,3 +170,14 @@ def test_decimals_are_read_exactly_and_bounded() -> None:
 )
 def test_canonical_text_parses_back_to_the_same_minor_units(minor: int, exponent: int) -> None:
     assert parse_amount(canonical_decimal(format_minor(minor, exponent)), exponent) == minor
+
+
+def test_signed_amounts_are_the_grammar_with_a_leading_minus() -> None:
+    from ledger_db.money import parse_signed_amount
+
+    assert parse_signed_amount("-1.50", 2) == -150
+    assert parse_signed_amount("0", 2) == 0
+    assert parse_signed_amount("-0.00", 2) == 0
+    for bad in ("+1", "--1", "-", " -1", "- 1", "-1e1", "-\uff11"):
+        with pytest.raises(InvalidAmount):
+            parse_signed_amount(bad, 2)
