@@ -1332,10 +1332,24 @@ class Ledger:
         expires_before: datetime | None = None,
         account_id: str | None = None,
         limit: int = limits.page_size_default,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Hold]:
-        """Holds in creation order, filtered; bounded by ``limit`` (at most page_size_max)."""
+        """Holds in creation order, filtered; bounded by ``limit`` (at most page_size_max).
+
+        ``after`` is the keyset of the last hold of the previous page: its
+        ``(created_at, hold_id)``.
+        """
         limit = max(1, min(limit, limits.page_size_max))
         query = sa.select(holds)
+        if after is not None:
+            after_created_at, after_hold_id = after
+            query = query.where(
+                sa.tuple_(holds.c.created_at, holds.c.hold_id)
+                > sa.tuple_(
+                    sa.literal(check_aware(after_created_at, "after"), holds.c.created_at.type),
+                    sa.literal(after_hold_id),
+                )
+            )
         if tenant_id is not None:
             query = query.where(holds.c.tenant_id == check_tenant_id(tenant_id))
         if state is not None:

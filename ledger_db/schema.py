@@ -19,6 +19,7 @@ __all__ = [
     "APPEND_ONLY_TABLES",
     "UtcDateTime",
     "accounts",
+    "api_keys",
     "holds",
     "idempotency_keys",
     "journal_entries",
@@ -224,6 +225,20 @@ outbox_events = sa.Table(
     sa.Column("sent_at", UtcDateTime),
     sa.Index("ix_outbox_events_unsent", "sent_at", "sequence"),
     sa.Index("ix_outbox_events_tenant", "tenant_id", "sequence"),
+)
+
+# Keys of the read API (``ledger_db.api_keys``): only a SHA-256 of each key is kept; the key
+# itself is shown once, when it is made. ``key_id`` is its public part, to list and revoke it.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("key_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Index("ix_api_keys_tenant", "tenant_id", "created_at"),
 )
 
 APPEND_ONLY_TABLES: tuple[str, ...] = ("journal_transactions", "journal_entries")
