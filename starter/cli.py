@@ -908,6 +908,17 @@ def _app_for(arguments: Sequence[str]) -> typer.Typer:
 def main(argv: Sequence[str] | None = None) -> None:
     """``compute-ledger``: with --json even command-line mistakes follow the error contract."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _run(arguments)
+        status: int | str | None = 0
+    except SystemExit as exiting:
+        status = exiting.code
+    if argv is None and "temporalio.bridge.runtime" in sys.modules:
+        _exit_now(status)
+    sys.exit(status)
+
+
+def _run(arguments: list[str]) -> None:
     chosen = _app_for(arguments)
     if "--json" not in arguments:
         chosen(args=arguments, prog_name="compute-ledger")
@@ -922,6 +933,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         message = format_message() if callable(format_message) else str(error)
         _fail_plain("usage_error", message)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _exit_now(status: int | str | None) -> None:
+    """Ends the process without the interpreter's teardown, once its output is flushed.
+
+    The Temporal SDK's Rust runtime keeps threads that may touch the interpreter while it
+    finalizes, which aborts the process (SIGABRT, temporalio/sdk-python#300) after a command
+    has already printed its result, often after a failed connect: the exit status would lie.
+    Everything this program writes is flushed first; nothing else is left to tear down.
+    """
+    import logging
+
+    if isinstance(status, str):
+        sys.stderr.write(status + "\n")
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(status or 0)
 
 
 def _fail_plain(code: str, message: str) -> None:

@@ -466,3 +466,27 @@ def test_a_saga_command_without_a_worker_gives_up_with_a_stable_code(stack: Stac
     )
     refused.expect_error("worker_unavailable", 8)
     assert "Traceback" not in refused.stderr, refused.stderr
+
+
+def test_the_shared_configuration_connects_to_a_plain_dev_server(stack: Stack) -> None:
+    """``starter.config`` over ``temporalio.envconfig``: no profile, no TLS, no API key."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    from starter.config import ClientConfig, connect_temporal
+
+    config = ClientConfig.from_env(
+        {
+            "TEMPORAL_ADDRESS": stack.server.address,
+            "TEMPORAL_CONFIG_FILE": str(stack.directory / "no-such-profile.toml"),
+        }
+    )
+    assert config.tls is False and config.api_key is None
+
+    async def describe() -> str:
+        client = await connect_temporal(config)
+        response = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=config.namespace)
+        )
+        return str(response.namespace_info.name)
+
+    assert asyncio.run(describe()) == "default"
