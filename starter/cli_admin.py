@@ -224,6 +224,13 @@ def serve_command(
         int | None,
         typer.Option("--port", min=1, max=65535, help="Port (LEDGER_API_PORT, default 8700)."),
     ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="One log line per request on stderr (LEDGER_API_ACCESS_LOG, default on).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Serve the read API (HTTP JSON under /v1, WebSocket event stream) until Ctrl-C.

@@ -234,6 +234,7 @@ class ApiSettings:
     stream_close_timeout_seconds: float = 5.0
     stream_key_check_interval_seconds: float = 5.0
     cors_origins: tuple[str, ...] = ()
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -268,4 +269,6 @@ class ApiSettings:
                 default.stream_send_timeout_seconds,
             ),
             cors_origins=tuple(origin.strip() for origin in origins.split(",") if origin.strip()),
+            access_log=environ.get("LEDGER_API_ACCESS_LOG", "1").strip().lower()
+            not in {"0", "false", "no", "off"},
         )

@@ -44,13 +44,18 @@ log = logging.getLogger("compute_ledger.api")
 
 API_VERSION = "1.0.0"
 _ERRORS = {"model": wire.ErrorBody}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {**_ERRORS, "description": "Not found in this key's tenant."}
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {**_ERRORS, "description": "The database is unreachable or not upgraded."},
 }
-_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+# What every keyed endpoint may answer besides its result.
+_KEYED: dict[int | str, dict[str, Any]] = {
     400: {**_ERRORS, "description": "A parameter is malformed or out of its limits."},
     401: {**_ERRORS, "description": "No valid API key (missing, unknown or revoked)."},
-    503: {**_ERRORS, "description": "The database is unreachable or not upgraded."},
+    **_UNAVAILABLE,
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    **_KEYED,
+    404: {**_ERRORS, "description": "Not found in this key's tenant (another tenant's too)."},
 }
 
 
@@ -154,7 +159,6 @@ def create_app(ledger: Ledger, settings: ApiSettings | None = None) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
-        responses=_COMMON_ERRORS,
     )
     app.state.ledger = ledger
     app.state.settings = settings
@@ -170,7 +174,28 @@ def create_app(ledger: Ledger, settings: ApiSettings | None = None) -> FastAPI:
         )
     _install_error_handlers(app)
     _add_routes(app, streams)
+    _document_errors_as_sent(app)
     return app
+
+
+def _document_errors_as_sent(app: FastAPI) -> None:
+    """The OpenAPI document without FastAPI's default 422 validation responses: this API
+    answers a malformed parameter with 400 and the usual error body (documented per route)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = document.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -218,9 +243,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _add_routes(app: FastAPI, streams: EventStreams) -> None:
     from fastapi import APIRouter
 
-    router = APIRouter(prefix="/v1", responses=_COMMON_ERRORS)
+    router = APIRouter(prefix="/v1")
 
-    @router.get("/healthz", tags=["service"], summary="Liveness and schema")
+    @router.get(
+        "/healthz",
+        tags=["service"],
+        summary="Liveness and schema",
+        response_model=wire.Health,
+        responses=_UNAVAILABLE,
+    )
     def healthz(ledger: LedgerDep) -> dict[str, Any]:
         """No key needed. The database answers and its schema is this program's."""
         from starter.db import check_schema
@@ -266,7 +297,7 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
         "/accounts/{account_id}/entries",
         tags=["accounts"],
         summary="An account's journal entries",
-        response_model=wire.EntriesPageOut,
+        response_model=wire.EntriesPage,
         responses=_NOT_FOUND,
     )
     def list_entries(
@@ -287,8 +318,8 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
             Literal["occurred_at", "recorded_at"], Query(description="Which time from/to bound.")
         ] = "occurred_at",
     ) -> JSONResponse:
-        """The seed's ``list_ledger_entries``: LedgerEntry v1.0 records in journal order,
-        ``from <= time < to``, keyset-paginated."""
+        """The seed's `list_ledger_entries`: LedgerEntry v1.0 records in journal order,
+        `from <= time < to`, keyset-paginated."""
         page = ledger.list_ledger_entries(
             account_id,
             from_time,
@@ -312,7 +343,9 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
     ) -> JSONResponse:
         return JSONResponse(wire.hold_json(ledger.get_hold(hold_id, tenant_id=principal.tenant_id)))
 
-    @router.get("/holds", tags=["holds"], summary="Holds", response_model=wire.HoldsPageOut)
+    @router.get(
+        "/holds", tags=["holds"], summary="Holds", response_model=wire.HoldsPage, responses=_KEYED
+    )
     def list_holds(
         principal: Principal,
         ledger: LedgerDep,
@@ -362,7 +395,13 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
         transaction = ledger.get_transaction(transaction_id, tenant_id=principal.tenant_id)
         return JSONResponse(wire.transaction_json(transaction))
 
-    @router.get("/reports", tags=["finops"], summary="A FinOps report")
+    @router.get(
+        "/reports",
+        tags=["finops"],
+        summary="A FinOps report",
+        response_model=wire.Report,
+        responses=_KEYED,
+    )
     def get_report(
         principal: Principal,
         ledger: LedgerDep,
@@ -392,7 +431,7 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
             bool, Query(description="Count hold movements and counterpart entries too.")
         ] = False,
     ) -> dict[str, Any]:
-        """Totals (IN, OUT, net) and counts per group and currency: ``compute-ledger report``
+        """Totals (IN, OUT, net) and counts per group and currency: `compute-ledger report`
         over HTTP, for this key's tenant."""
         from ledger_db.finops import parse_group_by, run_report
         from starter.views import entry_filter, report_document
@@ -421,7 +460,11 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
             return report_document(run_report(connection, question, dimensions))
 
     @router.get(
-        "/events", tags=["events"], summary="Billing events", response_model=wire.EventsPageOut
+        "/events",
+        tags=["events"],
+        summary="Billing events",
+        response_model=wire.EventsPage,
+        responses=_KEYED,
     )
     def list_events(
         principal: Principal,

@@ -60,7 +60,7 @@ class ApiServer:
         settings: ApiSettings,
         *,
         sockets: list[socket.socket] | None = None,
-        access_log: bool = True,
+        access_log: bool | None = None,
         log_level: str = "info",
     ) -> None:
         self.settings = settings
@@ -72,7 +72,7 @@ class ApiServer:
             port=settings.port,
             ws="websockets-sansio",
             lifespan="on",
-            access_log=access_log,
+            access_log=settings.access_log if access_log is None else access_log,
             log_level=log_level,
             timeout_graceful_shutdown=_graceful_shutdown_seconds,
             server_header=False,

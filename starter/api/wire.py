@@ -21,24 +21,26 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ledger_db import (
     Account,
     Balance,
-    EntriesPage,
     Event,
     Hold,
     JournalEntry,
     TransactionResult,
     default_registry,
 )
+from ledger_db import EntriesPage as LedgerEntriesPage
 
 __all__ = [
     "AccountOut",
     "BalanceOut",
-    "EntriesPageOut",
+    "EntriesPage",
     "EntryOut",
     "ErrorBody",
     "EventOut",
-    "EventsPageOut",
+    "EventsPage",
+    "Health",
     "HoldOut",
-    "HoldsPageOut",
+    "HoldsPage",
+    "Report",
     "TransactionOut",
     "account_json",
     "balance_json",
@@ -69,9 +71,13 @@ def _wire_names(record: type[BaseModel]) -> list[tuple[str, str]]:
 
 
 def _wire_model(
-    record: type[BaseModel], name: str, nested: Mapping[str, Any] | None = None
+    record: type[BaseModel], name: str, doc: str, nested: Mapping[str, Any] | None = None
 ) -> type[BaseModel]:
-    """The response schema of ``record`` under the money rule (for the OpenAPI document)."""
+    """The response schema of ``record`` under the money rule (for the OpenAPI document).
+
+    Every field is required in the schema: the API always sends every field, ``null`` when
+    it has no value.
+    """
     nested = nested or {}
     fields: dict[str, Any] = {}
     for wire, source in _wire_names(record):
@@ -81,9 +87,9 @@ def _wire_model(
             fields[wire] = (str, Field(description=_MONEY_DESCRIPTION, examples=["25.50"]))
         else:
             info = record.model_fields[source]
-            fields[wire] = (info.annotation, info)
+            fields[wire] = (info.annotation, Field(description=info.description))
     model: type[BaseModel] = create_model(
-        name, __config__=ConfigDict(frozen=True), __doc__=record.__doc__, **fields
+        name, __config__=ConfigDict(frozen=True), __doc__=doc, **fields
     )
     return model
 
@@ -103,19 +109,36 @@ def _wire_json(record: BaseModel, nested: Sequence[str] = ()) -> dict[str, Any]:
     return out
 
 
-AccountOut = _wire_model(Account, "Account")
-BalanceOut = _wire_model(Balance, "Balance")
-HoldOut = _wire_model(Hold, "Hold")
-EntryOut = _wire_model(JournalEntry, "LedgerEntry")
+AccountOut = _wire_model(
+    Account, "Account", "A ComputeAccount: money of one currency for one owner, in one tenant."
+)
+BalanceOut = _wire_model(
+    Balance,
+    "Balance",
+    "posted (journal, hold bucket included), held (active holds), available = posted - held, "
+    "and the journal sequence the snapshot reflects (`as_of`: replayed up to that instant).",
+)
+HoldOut = _wire_model(Hold, "Hold", "Money frozen on an agent account for one negotiation.")
+EntryOut = _wire_model(
+    JournalEntry,
+    "LedgerEntry",
+    "One movement of money on one account: LedgerEntry v1.0 plus its journal keys.",
+)
 TransactionOut = _wire_model(
     TransactionResult,
     "Transaction",
+    "One balanced journal transaction and its entries, in journal order.",
     nested={"entries": list[EntryOut]},  # type: ignore[valid-type]
 )
-EventOut = _wire_model(Event, "Event")
+EventOut = _wire_model(
+    Event,
+    "Event",
+    "A billing event: the envelope as published on the bus (payload amounts carry "
+    "`amount`, `amount_minor` and `currency`) plus its outbox `sequence`.",
+)
 
 
-class EntriesPageOut(BaseModel):
+class EntriesPage(BaseModel):
     """One page of an account's journal entries, in journal order."""
 
     entries: list[EntryOut]  # type: ignore[valid-type]
@@ -124,7 +147,7 @@ class EntriesPageOut(BaseModel):
     )
 
 
-class HoldsPageOut(BaseModel):
+class HoldsPage(BaseModel):
     """One page of the tenant's holds, oldest first."""
 
     holds: list[HoldOut]  # type: ignore[valid-type]
@@ -133,7 +156,7 @@ class HoldsPageOut(BaseModel):
     )
 
 
-class EventsPageOut(BaseModel):
+class EventsPage(BaseModel):
     """Billing events after a sequence, in outbox order."""
 
     events: list[EventOut]  # type: ignore[valid-type]
@@ -144,7 +167,29 @@ class EventsPageOut(BaseModel):
     has_more: bool = Field(description="Whether more events follow right away.")
 
 
+class Health(BaseModel):
+    """The service is up, its database answers and its schema is this program's."""
+
+    status: str = Field(description="`ok`.")
+    schema_revision: str | None = Field(description="The database's schema revision.")
+    events: str = Field(description="`nats` (streams woken by the bus) or `outbox` (polling).")
+
+
+class Report(BaseModel):
+    """Totals and counts per group and currency: `compute-ledger report --json`."""
+
+    group_by: list[str] = Field(description="The dimensions, in order.")
+    filter: dict[str, Any] = Field(description="The question: every filter that applied.")
+    rows: list[dict[str, Any]] = Field(
+        description="One per group and currency: the dimension values, `currency`, `count`, "
+        "`total_in`, `total_out`, `net` (exact decimal text)."
+    )
+    totals: list[dict[str, Any]] = Field(description="Per currency, over every row.")
+
+
 class ErrorDetail(BaseModel):
+    """The error itself."""
+
     code: str = Field(description="Stable snake_case code; see the status table.")
     message: str = Field(description="What went wrong, for people.")
     details: dict[str, Any] | None = Field(default=None, description="Fields of the error.")
@@ -172,7 +217,7 @@ def transaction_json(transaction: TransactionResult) -> dict[str, Any]:
     return _wire_json(transaction, nested=("entries",))
 
 
-def entries_page_json(page: EntriesPage) -> dict[str, Any]:
+def entries_page_json(page: LedgerEntriesPage) -> dict[str, Any]:
     return {
         "entries": [_wire_json(entry) for entry in page.entries],
         "next_cursor": page.next_cursor,
