@@ -29,8 +29,6 @@ from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from ledger_db import journal, limits
 from ledger_db.database import create_engine, database_url_from_env, migrate
@@ -351,7 +349,15 @@ class Ledger:
         self, conn: sa.Connection, tenant_id: str, specs: Sequence[tuple[str, AccountKind, str]]
     ) -> None:
         """Opens the ledger's own accounts if missing, in ID order (part of the lock order)."""
-        insert = pg_dialect.insert if self._dialect == "postgresql" else sqlite_dialect.insert
+        # Imported here: an SQLite ledger never pays for loading the PostgreSQL dialect.
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            insert: Callable[..., Any] = pg_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert
         for account_id, kind, currency in sorted(specs):
             conn.execute(
                 insert(accounts)

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "APPEND_ONLY_TABLES",
@@ -64,9 +63,25 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-JsonType = sa.JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True), "postgresql"
-)
+class JsonType(sa.types.TypeDecorator[Any]):
+    """JSON: ``jsonb`` on PostgreSQL, JSON text on SQLite; SQL NULL for ``None``.
+
+    A decorator rather than ``JSON().with_variant(JSONB(), ...)`` so that the PostgreSQL dialect
+    (tens of milliseconds to import) loads only when a PostgreSQL engine needs it: an embedded
+    SQLite ledger's command line starts without it.
+    """
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+
 AutoIncrementId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData(

@@ -247,7 +247,12 @@ def serve_command(
     from starter.output import emit_line
 
     settings = ApiSettings.from_env()
-    settings = dataclasses.replace(settings, host=host or settings.host, port=port or settings.port)
+    settings = dataclasses.replace(
+        settings,
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=settings.access_log if access_log is None else access_log,
+    )
 
     async def serve(ledger: Any) -> None:
         server = ApiServer(ledger, settings)
