@@ -24,24 +24,21 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bench.reporting import postgres_database, uptime, write_results
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "bench" / "results" / "api_bench.json"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "LEDGER_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test"
-)
 TENANT = "bench"
 ACCOUNT = "buyer"
 
@@ -94,20 +91,8 @@ def _database(engine: str, directory: Path) -> Iterator[str]:
     if engine == "sqlite":
         yield f"sqlite:///{directory / 'ledger.db'}"
         return
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"cl_api_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield (
-            sa.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with postgres_database("cl_api_bench") as url:
+        yield url
 
 
 def _prepare(url: str, entries: int) -> str:
@@ -197,13 +182,6 @@ def _measure(url: str, key: str | None, clients: int, seconds: float) -> dict[st
     return dict(json.loads(completed.stdout))
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _bench_engine(engine: str, entries: int, clients: int, seconds: float) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="api-bench-") as temporary,
@@ -258,29 +236,22 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(result))
         return
     engines = ["sqlite", "postgresql"] if options.engine == "both" else [options.engine]
-    load_before = _uptime()
+    load_before = uptime()
     results = {
         engine: _bench_engine(engine, options.entries, options.clients, options.seconds)
         for engine in engines
     }
-    load = _uptime()
+    load = uptime()
     _print_table(results, options.clients, load)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "api_bench",
-                "machine": {"platform": platform.platform(), "python": platform.python_version()},
-                "uptime_before": load_before,
-                "uptime_after": load,
-                "clients": options.clients,
-                "seconds": options.seconds,
-                "entries": options.entries,
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        RESULTS,
+        "api_bench",
+        uptime_before=load_before,
+        uptime_after=load,
+        clients=options.clients,
+        seconds=options.seconds,
+        entries=options.entries,
+        results=results,
     )
     print(f"\nwrote {RESULTS.relative_to(REPOSITORY)}")
 

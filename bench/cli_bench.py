@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,8 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from bench.reporting import uptime, write_results
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "bench" / "results" / "cli_bench.json"
@@ -147,13 +147,6 @@ def _export_tree(ref: str, target: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _bench(
     name: str, source: Path, directory: Path, temporal_address: str, runs: int, *, upgrade: bool
 ) -> dict[str, dict[str, float]]:
@@ -209,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory(prefix="cli-bench-") as temporary:
         root = Path(temporary)
-        load_before = _uptime()
+        load_before = uptime()
         floors = _floors(root, options.runs)
         # This tree needs no Temporal for these commands: point it at a closed port.
         after = _bench(
@@ -229,25 +222,18 @@ def main(argv: list[str] | None = None) -> None:
                 )
             finally:
                 server.stop()
-        load = _uptime()
+        load = uptime()
     _print_table(floors, after, before, load)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "benchmark": "cli_bench",
-                "machine": {"platform": platform.platform(), "python": platform.python_version()},
-                "uptime_before": load_before,
-                "uptime_after": load,
-                "runs": options.runs,
-                "baseline_ref": None if options.no_baseline else options.baseline_ref,
-                "floors": floors,
-                "after": after,
-                "before": before,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        RESULTS,
+        "cli_bench",
+        uptime_before=load_before,
+        uptime_after=load,
+        runs=options.runs,
+        baseline_ref=None if options.no_baseline else options.baseline_ref,
+        floors=floors,
+        after=after,
+        before=before,
     )
     print(f"\nwrote {RESULTS.relative_to(REPOSITORY)}")
 

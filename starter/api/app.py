@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger_db import Ledger, limits
@@ -119,6 +119,36 @@ def _parse_holds_cursor(cursor: str | None) -> tuple[datetime, str] | None:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
         raise ApiError("invalid_request", f"bad cursor {cursor!r}", field="cursor") from None
     return parsed, hold_id
+
+
+class ReportQuery(BaseModel):
+    """The options of `compute-ledger report`, as query parameters (their names are those of
+    ``starter.views.entry_filter``; ``from`` and ``to`` are spelled as on the command line)."""
+
+    group_by: str | None = Field(
+        default=None, description="Comma-separated dimensions, e.g. `task,month`."
+    )
+    project: str | None = None
+    env: str | None = None
+    task: str | None = None
+    asset: str | None = None
+    external_ref: str | None = None
+    reason: str | None = None
+    category: str | None = None
+    tag: str | None = None
+    account: str | None = None
+    currency: str | None = None
+    month: str | None = Field(default=None, description="YYYY-MM (UTC) of the time field.")
+    from_text: str | None = Field(
+        default=None, alias="from", description="Inclusive, ISO 8601 with a zone."
+    )
+    to_text: str | None = Field(
+        default=None, alias="to", description="Exclusive, ISO 8601 with a zone."
+    )
+    time_field: Literal["occurred_at", "recorded_at"] = "occurred_at"
+    include_internal: bool = Field(
+        default=False, description="Count hold movements and counterpart entries too."
+    )
 
 
 def _probe_more(found: list[Any], limit: int, more: Any) -> bool:
@@ -403,59 +433,16 @@ def _add_routes(app: FastAPI, streams: EventStreams) -> None:
         responses=_KEYED,
     )
     def get_report(
-        principal: Principal,
-        ledger: LedgerDep,
-        group_by: Annotated[
-            str | None,
-            Query(description="Comma-separated dimensions, e.g. `task,month`."),
-        ] = None,
-        project: Annotated[str | None, Query()] = None,
-        env: Annotated[str | None, Query()] = None,
-        task: Annotated[str | None, Query()] = None,
-        asset: Annotated[str | None, Query()] = None,
-        external_ref: Annotated[str | None, Query()] = None,
-        reason: Annotated[str | None, Query()] = None,
-        category: Annotated[str | None, Query()] = None,
-        tag: Annotated[str | None, Query()] = None,
-        account: Annotated[str | None, Query()] = None,
-        currency: Annotated[str | None, Query()] = None,
-        month: Annotated[str | None, Query(description="YYYY-MM (UTC) of the time field.")] = None,
-        from_time: Annotated[
-            str | None, Query(alias="from", description="Inclusive, ISO 8601 with a zone.")
-        ] = None,
-        to_time: Annotated[
-            str | None, Query(alias="to", description="Exclusive, ISO 8601 with a zone.")
-        ] = None,
-        time_field: Annotated[Literal["occurred_at", "recorded_at"], Query()] = "occurred_at",
-        include_internal: Annotated[
-            bool, Query(description="Count hold movements and counterpart entries too.")
-        ] = False,
+        principal: Principal, ledger: LedgerDep, query: Annotated[ReportQuery, Query()]
     ) -> dict[str, Any]:
         """Totals (IN, OUT, net) and counts per group and currency: `compute-ledger report`
         over HTTP, for this key's tenant."""
         from ledger_db.finops import parse_group_by, run_report
         from starter.views import entry_filter, report_document
 
-        question = entry_filter(
-            tenant=principal.tenant_id,
-            project=project,
-            env=env,
-            task=task,
-            asset=asset,
-            external_ref=external_ref,
-            reason=reason,
-            category=category,
-            tag=tag,
-            account=account,
-            currency=currency,
-            month=month,
-            from_text=from_time,
-            to_text=to_time,
-            time_field=time_field,
-            include_internal=include_internal,
-            option_prefix="",
-        )
-        dimensions = parse_group_by(group_by)
+        options = query.model_dump(exclude={"group_by"})
+        question = entry_filter(tenant=principal.tenant_id, option_prefix="", **options)
+        dimensions = parse_group_by(query.group_by)
         with ledger.engine.connect() as connection:
             return report_document(run_report(connection, question, dimensions))
 

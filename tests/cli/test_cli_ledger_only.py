@@ -64,32 +64,12 @@ def test_ledger_commands_run_without_temporal(cli: Cli, tmp_path: Path) -> None:
         "open-buyer",
     ).expect_ok()
     assert (opened["account_id"], opened["currency"], opened["replayed"]) == ("buyer", "USD", False)
-    deposited = cli.run(
-        "account",
-        "deposit",
-        "--tenant",
-        "acme",
-        "--account",
-        "buyer",
-        "--amount",
-        "12.50",
-        "--idempotency-key",
-        "deposit-1",
-    ).expect_ok()
+    deposit = ("account", "deposit", "--tenant", "acme", "--account", "buyer")
+    deposited = cli.run(*deposit, "--amount", "12.50", "--idempotency-key", "d-1").expect_ok()
     assert deposited["balance"]["available"] == "12.50"
     assert deposited["transaction"]["entries"][0]["amount"] == "12.50"
-    replayed = cli.run(
-        "account",
-        "deposit",
-        "--tenant",
-        "acme",
-        "--account",
-        "buyer",
-        "--amount",
-        "12.50",
-        "--idempotency-key",
-        "deposit-1",
-    ).expect_ok()
+    # The same key and request again: the original result, nothing applied twice.
+    replayed = cli.run(*deposit, "--amount", "12.50", "--idempotency-key", "d-1").expect_ok()
     assert replayed["transaction"]["replayed"] is True
 
     shown = cli.run("account", "show", "--tenant", "acme", "--account", "buyer").expect_ok()
