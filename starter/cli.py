@@ -60,8 +60,9 @@ from starter.output import (
 from starter.times import parse_time
 
 if TYPE_CHECKING:
-    from ledger_db import Event
+    from ledger_db import Event, Hold
     from starter.client import LedgerClient
+    from workflows.models import HoldWorkflowState
 
 __all__ = [
     "STATE_DIRECTORY_NAME",
@@ -560,7 +561,7 @@ def hold_show(
         emit(
             {"hold": found, "workflow": state},
             json_output,
-            render=lambda _: hold_table(found, title=f"hold ({state.state} in its workflow)"),
+            render=lambda _: hold_table(found, title=f"hold (workflow phase: {state.phase})"),
         )
         return
     with opened_ledger() as ledger:
@@ -568,7 +569,7 @@ def hold_show(
     emit(found, json_output, render=lambda _: hold_table(found, title="hold"))
 
 
-async def _hold_and_workflow(tenant_id: str, hold_id: str) -> tuple[Any, Any]:
+async def _hold_and_workflow(tenant_id: str, hold_id: str) -> tuple[Hold, HoldWorkflowState]:
     async with connected_client() as client:
         found = await client.get_hold(hold_id, tenant_id=tenant_id)
         return found, await client.hold_state(hold_id, tenant_id=tenant_id)

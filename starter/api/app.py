@@ -174,7 +174,6 @@ def create_app(ledger: Ledger, settings: ApiSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await streams.close_all()
             if doorbell is not None:
                 await doorbell.close()
 

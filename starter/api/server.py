@@ -182,7 +182,9 @@ def serve_in_thread(
     try:
         yield server
     finally:
-        loop_holder[0].call_soon_threadsafe(server.request_stop)
+        # The server may have stopped already (its loop closed): then there is nothing to ask.
+        with contextlib.suppress(RuntimeError):
+            loop_holder[0].call_soon_threadsafe(server.request_stop)
         thread.join(timeout=_graceful_shutdown_seconds + 5)
 
 

@@ -21,7 +21,8 @@ much as there is room for, so a slow client slows its reader instead of growing 
 client that accepts nothing for ``stream_send_timeout_seconds`` is disconnected with close code
 1013 (try again later) and a reason that says where to resume. Other close codes: 1008 when
 the key is revoked during the stream (it is checked again every
-``stream_key_check_interval_seconds``), 1001 when the server shuts down, 1011 on a server error.
+``stream_key_check_interval_seconds``), 1011 on a server error, and uvicorn's own 1012 (service
+restart) when the server shuts down.
 A handshake without a valid key is refused with HTTP 401 and the usual error body; a bad
 ``after`` with 400.
 """
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from starter.config import ApiSettings
 
 __all__ = [
-    "CLOSE_GOING_AWAY",
     "CLOSE_KEY_REVOKED",
     "CLOSE_SERVER_ERROR",
     "CLOSE_TOO_SLOW",
@@ -65,7 +65,6 @@ __all__ = [
 
 log = logging.getLogger("compute_ledger.api.stream")
 
-CLOSE_GOING_AWAY = 1001
 CLOSE_KEY_REVOKED = 1008
 CLOSE_SERVER_ERROR = 1011
 CLOSE_TOO_SLOW = 1013
@@ -94,7 +93,6 @@ class StreamStats:
     events_sent: int = 0
     closed_too_slow: int = 0
     closed_key_revoked: int = 0
-    closed_going_away: int = 0
     closed_by_client: int = 0
 
 
@@ -194,16 +192,11 @@ class EventStreams:
         self.settings = settings
         self.doorbell = doorbell
         self.stats = StreamStats()
-        self._stopping = asyncio.Event()
 
     @property
     def source(self) -> str:
         """``nats`` (woken by the bus) or ``outbox`` (polling only)."""
         return "nats" if self.doorbell is not None else "outbox"
-
-    async def close_all(self) -> None:
-        """Asks every open stream to close (1001, going away)."""
-        self._stopping.set()
 
     async def serve(self, websocket: WebSocket) -> None:
         """The handshake (key, ``after``), then the stream until one side ends it."""
@@ -256,7 +249,6 @@ class _Stream:
             asyncio.create_task(self._read()),
             asyncio.create_task(self._send()),
             asyncio.create_task(self._listen()),
-            asyncio.create_task(self.streams._stopping.wait()),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -271,12 +263,8 @@ class _Stream:
             return
         error = finished.exception()
         stats = self.streams.stats
-        if error is None:
-            if self.streams._stopping.is_set():
-                stats.closed_going_away += 1
-                await self._close(_StreamClosed(CLOSE_GOING_AWAY, "server shutting down"))
-            else:
-                stats.closed_by_client += 1
+        if error is None:  # the client left, or the server closed the connection (shutdown)
+            stats.closed_by_client += 1
             return
         if isinstance(error, _StreamClosed):
             if error.code == CLOSE_TOO_SLOW:

@@ -210,3 +210,20 @@ async def test_a_client_that_stops_reading_is_disconnected_with_1013(ledger: Led
             assert await _quiet(websocket)
         ids = [event["event_id"] for event in [*received, *rest]]
         assert ids == [event.event_id for event in outbox]
+
+
+async def test_a_server_shutdown_closes_open_streams_with_1012(ledger: Ledger) -> None:
+    ledger.open_account(tenant_id="t", account_id="a", currency="USD", idempotency_key="o")
+    key = create_api_key(ledger.engine, tenant_id="t").key
+    started = asyncio.get_running_loop().time()
+    with start_api(ledger) as server:
+        url = server.url.replace("http://", "ws://") + "/v1/events/stream"
+        async with _connect(url, key) as websocket:
+            assert await _quiet(websocket, 0.3)
+            stopping = asyncio.get_running_loop().run_in_executor(None, server.request_stop)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(websocket.recv(), receive_timeout_seconds)
+            await stopping
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    # Promptly: the stream does not hold the server until its graceful-shutdown timeout.
+    assert asyncio.get_running_loop().time() - started < 8
