@@ -268,6 +268,16 @@ class ApiSettings:
                 "LEDGER_API_STREAM_SEND_TIMEOUT_SECONDS",
                 default.stream_send_timeout_seconds,
             ),
+            stream_close_timeout_seconds=_float(
+                environ,
+                "LEDGER_API_STREAM_CLOSE_TIMEOUT_SECONDS",
+                default.stream_close_timeout_seconds,
+            ),
+            stream_key_check_interval_seconds=_float(
+                environ,
+                "LEDGER_API_STREAM_KEY_CHECK_INTERVAL_SECONDS",
+                default.stream_key_check_interval_seconds,
+            ),
             cors_origins=tuple(origin.strip() for origin in origins.split(",") if origin.strip()),
             access_log=environ.get("LEDGER_API_ACCESS_LOG", "1").strip().lower()
             not in {"0", "false", "no", "off"},

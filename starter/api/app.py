@@ -33,10 +33,10 @@ from ledger_db import Ledger, limits
 from ledger_db.api_keys import ApiKey
 from ledger_db.errors import LedgerError
 from starter.api import wire
-from starter.api.auth import ApiError, key_record
+from starter.api.auth import ApiError, error_response, key_record
 from starter.api.stream import Doorbell, EventStreams
 from starter.config import ApiSettings
-from starter.error_codes import CodedError, http_status_for
+from starter.error_codes import CodedError
 
 __all__ = ["API_VERSION", "ApiError", "create_app"]
 
@@ -57,12 +57,6 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     **_KEYED,
     404: {**_ERRORS, "description": "Not found in this key's tenant (another tenant's too)."},
 }
-
-
-def _error_response(error: CodedError | LedgerError) -> JSONResponse:
-    status = http_status_for(error.code)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"error": error.to_dict()}, status_code=status, headers=headers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,11 +224,11 @@ def _document_errors_as_sent(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LedgerError)
     async def ledger_error(_: Request, error: LedgerError) -> JSONResponse:
-        return _error_response(error)
+        return error_response(error)
 
     @app.exception_handler(CodedError)
     async def coded_error(_: Request, error: CodedError) -> JSONResponse:
-        return _error_response(error)
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -246,7 +240,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             for item in error.errors()
         ]
         message = "; ".join(f"{p['field']}: {p['message']}" for p in problems) or "bad request"
-        return _error_response(ApiError("invalid_request", message, problems=problems))
+        return error_response(ApiError("invalid_request", message, problems=problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -256,7 +250,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             code, message = "method_not_allowed", f"{request.method} is not allowed here"
         else:
             code, message = "invalid_request", str(error.detail)
-        return _error_response(ApiError(code, message))
+        return error_response(ApiError(code, message))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, error: Exception) -> JSONResponse:
@@ -266,7 +260,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         if mapped.code == "internal_error":
             log.exception("read API request failed")
             mapped = ApiError("internal_error", "internal error (logged by the server)")
-        return _error_response(mapped)
+        return error_response(mapped)
 
 
 def _add_routes(app: FastAPI, streams: EventStreams) -> None:

@@ -39,13 +39,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ledger_db import limits
 from starter.api import wire
-from starter.api.auth import ApiError, key_record
-from starter.error_codes import CodedError, http_status_for
+from starter.api.auth import ApiError, error_response, key_record
+from starter.error_codes import CodedError
 
 if TYPE_CHECKING:
     from activities.events import NatsSettings
@@ -175,11 +174,8 @@ def _presented_key(websocket: WebSocket) -> str | None:
 
 async def _deny(websocket: WebSocket, error: CodedError) -> None:
     """Refuses the handshake with the HTTP status and error body a plain request would get."""
-    status = http_status_for(error.code)
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        response = JSONResponse({"error": error.to_dict()}, status_code=status, headers=headers)
-        await websocket.send_denial_response(response)
+        await websocket.send_denial_response(error_response(error))
         return
     await websocket.close(code=CLOSE_KEY_REVOKED, reason=error.code)  # pragma: no cover
 
@@ -296,7 +292,10 @@ class _Stream:
         try:
             while True:
                 if doorbell is not None and unsubscribe is None and doorbell.connected:
-                    unsubscribe = await doorbell.subscribe(self.tenant_id, self.wake)
+                    try:
+                        unsubscribe = await doorbell.subscribe(self.tenant_id, self.wake)
+                    except Exception as error:  # the bus went away meanwhile: poll, try later
+                        log.warning("cannot subscribe to the bus: %s", error)
                 self.wake.clear()
                 room = self.queue.maxsize - self.queue.qsize()
                 wanted = max(1, min(room, limits.page_size_max))
