@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import signal
 import socket
 import threading
@@ -42,6 +43,15 @@ class _Server(uvicorn.Server):
         yield
 
 
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, every line on stderr: stdout is the command's own (``serve --json``
+    prints JSON Lines there), and uvicorn sends its access log to stdout by default."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    for handler in config["handlers"].values():
+        handler["stream"] = "ext://sys.stderr"
+    return config
+
+
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     """uvloop's event loop when it is installed (faster I/O), else asyncio's own."""
     try:
@@ -68,6 +78,7 @@ class ApiServer:
         self._sockets = sockets
         config = uvicorn.Config(
             self.app,
+            log_config=_log_config(),
             host=settings.host,
             port=settings.port,
             ws="websockets-sansio",

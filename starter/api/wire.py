@@ -13,6 +13,7 @@ document are derived from those records by the same rule, never written out a se
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ _LEFT_OUT = frozenset({"replayed", "sent_at", "hold"})
 _MONEY_DESCRIPTION = "Exact decimal text in the record's `currency` (never a JSON number)."
 
 
+@functools.cache
 def _wire_names(record: type[BaseModel]) -> list[tuple[str, str]]:
     """(wire name, source field) in the record's order: ``x_minor`` shows as ``x``."""
     names: list[tuple[str, str]] = []

@@ -209,4 +209,7 @@ def test_apikeys_and_serve(cli: Cli) -> None:
     finally:
         status, stdout, stderr = stop(server)
     assert status == 0, stderr
-    assert json.loads(stdout.strip().splitlines()[-1]) == {"serve": "stopped"}
+    # stdout carries JSON Lines only (uvicorn's own log, access lines included, is on stderr).
+    lines = [json.loads(line) for line in stdout.strip().splitlines()]
+    assert lines[-1] == {"serve": "stopped"}
+    assert '"GET /v1/accounts/buyer/balance HTTP/1.1" 200' in stderr
