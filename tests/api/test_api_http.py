@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
 import pytest
 from api_helpers import Api, TenantData, start_api
 
@@ -418,3 +419,29 @@ def test_openapi_documents_every_endpoint(api: Api) -> None:
     assert document["components"]["securitySchemes"]["ApiKey"]["scheme"] == "bearer"
     with api.client(None) as client:
         assert client.get("/docs").status_code == 200
+
+
+def test_browsers_of_the_configured_origins_may_call_it(ledger: Ledger) -> None:
+    from dataclasses import replace
+
+    from api_helpers import TEST_SETTINGS
+
+    settings = replace(TEST_SETTINGS, cors_origins=("https://app.example",))
+    with start_api(ledger, settings) as server, httpx.Client(base_url=server.url) as client:
+        preflight = {
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        }
+        allowed = client.options(
+            "/v1/events", headers={"Origin": "https://app.example", **preflight}
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        other = client.options(
+            "/v1/events", headers={"Origin": "https://evil.example", **preflight}
+        )
+        assert "access-control-allow-origin" not in other.headers
+        # A real request still needs its key.
+        refused = client.get("/v1/events", headers={"Origin": "https://app.example"})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"
