@@ -35,6 +35,8 @@ bench: install
 	$(BIN)/python -m bench.ledger_bench
 	$(BIN)/python -m bench.saga_bench
 	$(BIN)/python -m bench.finops_bench
+	$(BIN)/python -m bench.cli_bench
+	$(BIN)/python -m bench.api_bench
 
 clean:
 	rm -rf $(VENV) .compute-ledger .pytest_cache .mypy_cache .ruff_cache

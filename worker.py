@@ -35,7 +35,7 @@ from activities.events import EventActivities, EventPublisher, NatsSettings, rel
 from activities.faults import FaultInjector
 from activities.ledger import LedgerActivities
 from ledger_db import Ledger
-from starter.client import ClientConfig, connect_temporal
+from starter.config import ClientConfig, connect_temporal
 from workflows.hold import HoldWorkflow
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTE_KEYS
 

@@ -45,6 +45,7 @@ __all__ = [
     "event_subject",
     "relay_outbox",
     "relay_unsent",
+    "tenant_subjects",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,11 @@ def _subject_token(text: str) -> str:
 def event_subject(settings: NatsSettings, event: Event) -> str:
     """``billing.<tenant>.<type>``."""
     return f"{settings.subject_prefix}.{_subject_token(event.tenant_id)}.{event.type}"
+
+
+def tenant_subjects(settings: NatsSettings, tenant_id: str) -> str:
+    """``billing.<tenant>.>``: every event subject of one tenant (for a subscriber)."""
+    return f"{settings.subject_prefix}.{_subject_token(tenant_id)}.>"
 
 
 def event_message(event: Event) -> bytes:
@@ -261,17 +267,25 @@ async def relay_unsent(
     return sent_total
 
 
-async def relay_outbox(*, config: Any = None, tenant_id: str | None = None) -> int:
-    """The ``compute-ledger relay`` entry point: one relay run with the environment's settings.
+async def relay_outbox(
+    *,
+    database_url: str | None = None,
+    nats: NatsSettings | None = None,
+    tenant_id: str | None = None,
+    config: Any = None,
+) -> int:
+    """The ``compute-ledger relay`` entry point: one relay run over ``database_url``.
 
-    ``config`` is a ``starter.client.ClientConfig`` (default: from the environment).
+    ``nats`` defaults to the environment's settings (``NATS_URL``...), ``database_url`` to the
+    ledger's default. ``config`` (anything with ``database_url`` and ``nats``, such as a
+    ``starter.config.ClientConfig``) is the older spelling of the two and still accepted. This
+    module never imports ``starter``: the caller passes what it configured.
     """
-    if config is None:
-        from starter.client import ClientConfig
-
-        config = ClientConfig.from_env()
-    ledger = await asyncio.to_thread(Ledger.from_url, config.database_url)
-    publisher = EventPublisher(config.nats)
+    if config is not None:
+        database_url = database_url or config.database_url
+        nats = nats or config.nats
+    ledger = await asyncio.to_thread(Ledger.from_url, database_url)
+    publisher = EventPublisher(nats or NatsSettings.from_env())
     try:
         return await relay_unsent(ledger, publisher, tenant_id=tenant_id)
     finally:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = ["DEFAULT_DATABASE_URL", "create_engine", "database_url_from_env", "migrate"]
 
@@ -85,6 +86,9 @@ def _create_sqlite_engine(url: sa.URL, **options: Any) -> sa.Engine:
 
 
 def _alembic_config(connection: sa.Connection) -> Config:
+    # Alembic is imported only to migrate: reading the ledger must not pay for it.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.attributes["connection"] = connection
@@ -111,6 +115,8 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
             )
             connection.commit()
         try:
+            from alembic import command
+
             command.upgrade(_alembic_config(connection), revision)
             connection.commit()
         finally:

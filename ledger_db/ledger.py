@@ -37,8 +37,6 @@ from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from ledger_db import journal, limits
 from ledger_db.database import create_engine, database_url_from_env, migrate
@@ -599,7 +597,15 @@ class Ledger:
     ) -> list[dict[str, Any]]:
         """Opens the ledger's own accounts if missing, in ID order (part of the lock order);
         returns the attributes of those this call opened, for :meth:`_journal_opened`."""
-        insert = pg_dialect.insert if self._dialect == "postgresql" else sqlite_dialect.insert
+        # Imported here: an SQLite ledger never pays for loading the PostgreSQL dialect.
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            insert: Callable[..., Any] = pg_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            insert = sqlite_insert
         opened: list[dict[str, Any]] = []
         for account_id, kind, currency in sorted(specs):
             values = {
@@ -1679,11 +1685,29 @@ class Ledger:
         expires_before: datetime | None = None,
         account_id: str | None = None,
         limit: int = limits.page_size_default,
+        after: tuple[datetime, str] | None = None,
     ) -> list[Hold]:
         """A tenant's holds in creation order, filtered; bounded by ``limit`` (at most
-        page_size_max)."""
+        page_size_max).
+
+        ``after`` is the keyset of the last hold of the previous page: its
+        ``(created_at, hold_id)``.
+        """
         query = sa.select(holds).where(holds.c.tenant_id == check_tenant_id(tenant_id))
         limit = check_limit(limit)
+        if after is not None:
+            if not isinstance(after, tuple) or len(after) != 2:
+                raise InvalidEntry("after is (created_at, hold_id)", field="after")
+            after_created_at, after_hold_id = after
+            query = query.where(
+                sa.tuple_(holds.c.created_at, holds.c.hold_id)
+                > sa.tuple_(
+                    sa.literal(check_instant(after_created_at, "after"), holds.c.created_at.type),
+                    sa.literal(
+                        check_identifier(after_hold_id, "after", length_max=limits.id_length_max)
+                    ),
+                )
+            )
         if state is not None:
             if not isinstance(state, str) or state not in {member.value for member in HoldState}:
                 raise InvalidEntry(

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "ACCOUNT_CHECKS",
@@ -27,6 +26,7 @@ __all__ = [
     "HOLD_CHECKS",
     "UtcDateTime",
     "accounts",
+    "api_keys",
     "holds",
     "idempotency_keys",
     "instant_text",
@@ -95,9 +95,25 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-JsonType = sa.JSON(none_as_null=True).with_variant(
-    postgresql.JSONB(none_as_null=True), "postgresql"
-)
+class JsonType(sa.types.TypeDecorator[Any]):
+    """JSON: ``jsonb`` on PostgreSQL, JSON text on SQLite; SQL NULL for ``None``.
+
+    A decorator rather than ``JSON().with_variant(JSONB(), ...)`` so that the PostgreSQL dialect
+    (tens of milliseconds to import) loads only when a PostgreSQL engine needs it: an embedded
+    SQLite ledger's command line starts without it.
+    """
+
+    impl = sa.JSON(none_as_null=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=True))
+        return dialect.type_descriptor(sa.JSON(none_as_null=True))
+
+
 AutoIncrementId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData(
@@ -298,6 +314,20 @@ outbox_events = sa.Table(
     sa.Column("sent_at", UtcDateTime),
     sa.Index("ix_outbox_events_unsent", "sent_at", "sequence"),
     sa.Index("ix_outbox_events_tenant", "tenant_id", "sequence"),
+)
+
+# Keys of the read API (``ledger_db.api_keys``): only a SHA-256 of each key is kept; the key
+# itself is shown once, when it is made. ``key_id`` is its public part, to list and revoke it.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("tenant_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(255)),
+    sa.Column("key_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Index("ix_api_keys_tenant", "tenant_id", "created_at"),
 )
 
 APPEND_ONLY_TABLES: tuple[str, ...] = ("journal_transactions", "journal_entries")

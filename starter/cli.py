@@ -2,17 +2,19 @@
 
 Every command takes ``--json``. Success prints the result (JSON on stdout, or rich tables);
 failure prints ``{"error": {"code": ..., "message": ...}}`` (JSON mode, stdout) or a message on
-stderr, and exits with the status of ``starter.output.EXIT_CODES``. Every mutating command
-requires ``--idempotency-key``: the ledger applies a key once per tenant, so a retried command
-never moves money twice. Read-only commands accept one and generate it when omitted.
+stderr, and exits with the status of ``starter.error_codes`` (the table the read API shares).
+Every mutating command requires ``--idempotency-key``: the ledger applies a key once per tenant,
+so a retried command never moves money twice. Read-only commands accept one and generate it
+when omitted.
 
-Configuration comes from the environment: ``TEMPORAL_ADDRESS`` (127.0.0.1:7233),
-``TEMPORAL_NAMESPACE`` (default), ``LEDGER_TASK_QUEUE`` (compute-ledger),
-``LEDGER_DATABASE_URL`` (SQLite at ``./.compute-ledger/ledger.db``) and ``NATS_URL`` (none: the
-outbox is the event log).
+Only the hold commands (``freeze``, ``capture``, ``release``, ``hold show --workflow``) and
+``worker``, ``dev``, ``demo``, ``schedules`` and ``audit --workflows`` talk to Temporal; every
+other command opens the ledger database and nothing else. This module imports no more than
+Typer at start-up: each command imports what it needs when it runs, so a balance read does not
+pay for the Temporal SDK, Alembic or rich. Configuration: ``starter.config``.
 
-The FinOps commands live in ``starter/cli_finops.py`` and register themselves on :data:`app`
-through ``register_finops(app)``.
+The FinOps commands live in ``starter/cli_finops.py``, the database, API key and ``serve``
+commands in ``starter/cli_admin.py``; both register themselves on :data:`app`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,20 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from starter.cli_admin import register_admin
+from starter.cli_finops import register_finops
+from starter.config import (
+    STATE_DIRECTORY_NAME,
+    ClientConfig,
+    apply_environment_defaults,
+    default_database_url,
+)
+from starter.db import opened_ledger
+from starter.dev import hold_search_attributes, register_search_attributes
 from starter.output import (
     CliError,
     JsonOption,
@@ -44,12 +54,15 @@ from starter.output import (
     hold_table,
     key_value_table,
     run_command,
-    stderr_console,
-    stdout_console,
+    stderr,
+    stdout,
 )
+from starter.times import parse_time
 
 if TYPE_CHECKING:
+    from ledger_db import Event, Hold
     from starter.client import LedgerClient
+    from workflows.models import HoldWorkflowState
 
 __all__ = [
     "STATE_DIRECTORY_NAME",
@@ -76,24 +89,23 @@ __all__ = [
 
 T = TypeVar("T")
 
-# Everything the embedded defaults write (SQLite ledger, dev server state, logs) goes here,
-# under the working directory, so a fresh checkout needs no setup and `rm -r` resets it.
-STATE_DIRECTORY_NAME = ".compute-ledger"
-DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
-DEFAULT_NAMESPACE = "default"
-DEFAULT_TASK_QUEUE = "compute-ledger"
 DEFAULT_HOLD_REASON = "NEGOTIATION"
 DEFAULT_TTL = "15m"
 DEFAULT_SAGA_TIMEOUT = "60s"
 events_poll_interval_seconds_default = 1.0
 
-app = typer.Typer(
-    name="compute-ledger",
-    help="Compute ledger: accounts, holds (freeze, capture, release), journal and events.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+
+def _new_app() -> typer.Typer:
+    return typer.Typer(
+        name="compute-ledger",
+        help="Compute ledger: accounts, holds (freeze, capture, release), journal and events.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+
+app = _new_app()
 account_app = typer.Typer(help="Open accounts, deposit money, show balances.", no_args_is_help=True)
 hold_app = typer.Typer(help="Inspect holds.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
@@ -188,46 +200,19 @@ def read_only_idempotency_key(key: str | None) -> str:
     return key or f"cli-read-{uuid.uuid4()}"
 
 
-def default_database_url(directory: Path | None = None) -> str:
-    """The embedded default: SQLite under ``./.compute-ledger/`` of the working directory."""
-    state_directory = (directory or Path.cwd()) / STATE_DIRECTORY_NAME
-    return f"sqlite:///{(state_directory / 'ledger.db').resolve()}"
-
-
-def apply_environment_defaults() -> None:
-    """Fills in ``LEDGER_DATABASE_URL`` with the SQLite default and creates its directory.
-
-    Done once at start-up so that the client, the in-process worker and every later command in
-    the same directory use the same ledger file, whichever of them ``ledger_db`` builds.
-    """
-    url = os.environ.get("LEDGER_DATABASE_URL", "").strip()
-    if not url:
-        url = default_database_url()
-        os.environ["LEDGER_DATABASE_URL"] = url
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if str(path) not in {"", ":memory:"}:
-            path.parent.mkdir(parents=True, exist_ok=True)
+def client_config() -> ClientConfig:
+    """The client configuration from the environment (after the CLI's defaults)."""
+    apply_environment_defaults()
+    return ClientConfig.from_env()
 
 
 def temporal_address() -> str:
-    return os.environ.get("TEMPORAL_ADDRESS", "").strip() or DEFAULT_TEMPORAL_ADDRESS
+    """The Temporal frontend this environment names (profile, then ``TEMPORAL_ADDRESS``)."""
+    return client_config().temporal_address
 
 
 def temporal_namespace() -> str:
-    return os.environ.get("TEMPORAL_NAMESPACE", "").strip() or DEFAULT_NAMESPACE
-
-
-def _parse_time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise CliError("usage_error", f"{option} {text!r} is not an ISO 8601 time") from error
-    if value.tzinfo is None:
-        raise CliError("usage_error", f"{option} {text!r} needs a time zone, e.g. Z or +00:00")
-    return value
+    return client_config().namespace
 
 
 async def _answered_within(awaitable: Awaitable[T], timeout: str) -> T:
@@ -246,7 +231,7 @@ async def _answered_within(awaitable: Awaitable[T], timeout: str) -> T:
         # Cancelling an update leaves an internal future of the SDK with a CancelledError
         # nobody reads; asyncio would print it as noise on the way out.
         _ignore_cancelled_futures(asyncio.get_running_loop())
-        queue = os.environ.get("LEDGER_TASK_QUEUE") or DEFAULT_TASK_QUEUE
+        queue = client_config().task_queue
         raise CliError(
             "worker_unavailable",
             f"no answer within {timeout}: is a worker polling task queue {queue!r} "
@@ -270,28 +255,22 @@ def _normalise_currency(currency: str | None) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The client and the configuration.
+# The ledger, and the client for the commands that need Temporal.
 # ---------------------------------------------------------------------------------------------
-
-
-def client_config() -> Any:
-    """The client configuration from the environment (after the CLI's defaults)."""
-    from starter.client import ClientConfig
-
-    apply_environment_defaults()
-    return ClientConfig.from_env()
 
 
 @contextlib.asynccontextmanager
 async def connected_client() -> AsyncIterator[LedgerClient]:
-    """A connected ``LedgerClient``, closed on the way out."""
+    """A ``LedgerClient`` on the checked ledger and a Temporal connection, closed after."""
     from starter.client import LedgerClient
 
-    client = await LedgerClient.connect(client_config())
-    try:
-        yield client
-    finally:
-        await client.close()
+    config = client_config()
+    with opened_ledger() as ledger:
+        client = await LedgerClient.connect(config, ledger=ledger)
+        try:
+            yield client
+        finally:
+            await client.close()
 
 
 async def _check_hold_currency(
@@ -332,7 +311,7 @@ def _root() -> None:
 
 @account_app.command("open")
 @run_command
-async def account_open(
+def account_open(
     tenant: TenantOption,
     currency: Annotated[str, typer.Option("--currency", help="Currency code, e.g. USD.")],
     account: Annotated[
@@ -350,10 +329,10 @@ async def account_open(
 ) -> None:
     """Open an account."""
     key = require_idempotency_key(idempotency_key)
-    async with connected_client() as client:
-        opened = await client.open_account(
+    with opened_ledger() as ledger:
+        opened = ledger.open_account(
             tenant_id=tenant,
-            currency=_normalise_currency(currency),
+            currency=currency.strip().upper(),
             idempotency_key=key,
             account_id=account,
             kind=kind,
@@ -365,7 +344,7 @@ async def account_open(
 
 @account_app.command("deposit")
 @run_command
-async def account_deposit(
+def account_deposit(
     tenant: TenantOption,
     account: AccountOption,
     amount: AmountOption,
@@ -379,8 +358,8 @@ async def account_deposit(
 ) -> None:
     """Deposit (top up) money from the outside world into an account."""
     key = require_idempotency_key(idempotency_key)
-    async with connected_client() as client:
-        transaction = await client.deposit(
+    with opened_ledger() as ledger:
+        transaction = ledger.deposit(
             account,
             amount,
             tenant_id=tenant,
@@ -389,7 +368,7 @@ async def account_deposit(
             external_ref=external_ref,
             reason=reason,
         )
-        balance = await client.get_balance(account, tenant_id=tenant)
+        balance = ledger.get_balance(account, tenant_id=tenant)
     result = {"transaction": transaction, "balance": balance}
 
     def render(_: Any) -> Any:
@@ -416,7 +395,7 @@ async def account_deposit(
 
 @account_app.command("show")
 @run_command
-async def account_show(
+def account_show(
     tenant: TenantOption,
     account: Annotated[
         str | None, typer.Option("--account", help="Account ID (all accounts when omitted).")
@@ -426,21 +405,18 @@ async def account_show(
 ) -> None:
     """Show an account and its balance (posted, held, available), or all of a tenant's."""
     read_only_idempotency_key(idempotency_key)
-    async with connected_client() as client:
+    with opened_ledger() as ledger:
         if account is not None:
-            found = await client.get_account(tenant_id=tenant, account_id=account)
-            balance = await client.get_balance(account, tenant_id=tenant)
+            found = ledger.get_account(tenant_id=tenant, account_id=account)
+            balance = ledger.get_balance(account, tenant_id=tenant)
             emit(
                 {"account": found, "balance": balance},
                 json_output,
                 render=lambda _: balances_table([(found, balance)], title=f"account {account}"),
             )
             return
-        listed = await client.list_accounts(tenant_id=tenant)
-        accounts = [item for item in listed if item.kind != "hold"]
-        pairs = [
-            (item, await client.get_balance(item.account_id, tenant_id=tenant)) for item in accounts
-        ]
+        accounts = [item for item in ledger.list_accounts(tenant_id=tenant) if item.kind != "hold"]
+        pairs = [(item, ledger.get_balance(item.account_id, tenant_id=tenant)) for item in accounts]
     emit(
         {"accounts": [{"account": item, "balance": balance} for item, balance in pairs]},
         json_output,
@@ -561,17 +537,42 @@ async def release(
 
 @hold_app.command("show")
 @run_command
-async def hold_show(
+def hold_show(
     tenant: TenantOption,
     hold: HoldOption,
+    workflow: Annotated[
+        bool,
+        typer.Option(
+            "--workflow",
+            help="Also ask the hold's HoldWorkflow for its state (needs Temporal).",
+        ),
+    ] = False,
     idempotency_key: ReadOnlyIdempotencyKeyOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show a hold as the ledger recorded it."""
+    """Show a hold as the ledger recorded it (and, with --workflow, as its workflow sees it).
+
+    With --workflow the JSON is ``{"hold": ..., "workflow": ...}``; without it, the hold.
+    """
     read_only_idempotency_key(idempotency_key)
-    async with connected_client() as client:
-        found = await client.get_hold(hold, tenant_id=tenant)
+    if workflow:
+        hold_state = asyncio.run(_hold_and_workflow(tenant, hold))
+        found, state = hold_state
+        emit(
+            {"hold": found, "workflow": state},
+            json_output,
+            render=lambda _: hold_table(found, title=f"hold (workflow phase: {state.phase})"),
+        )
+        return
+    with opened_ledger() as ledger:
+        found = ledger.get_hold(hold, tenant_id=tenant)
     emit(found, json_output, render=lambda _: hold_table(found, title="hold"))
+
+
+async def _hold_and_workflow(tenant_id: str, hold_id: str) -> tuple[Hold, HoldWorkflowState]:
+    async with connected_client() as client:
+        found = await client.get_hold(hold_id, tenant_id=tenant_id)
+        return found, await client.hold_state(hold_id, tenant_id=tenant_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,7 +582,7 @@ async def hold_show(
 
 @app.command("entries")
 @run_command
-async def entries(
+def entries(
     tenant: TenantOption,
     account: AccountOption,
     from_time: Annotated[
@@ -597,11 +598,11 @@ async def entries(
 ) -> None:
     """List an account's journal entries in journal order (one page; --cursor for the next)."""
     read_only_idempotency_key(idempotency_key)
-    async with connected_client() as client:
-        page = await client.list_ledger_entries(
+    with opened_ledger() as ledger:
+        page = ledger.list_ledger_entries(
             account,
-            _parse_time(from_time, "--from"),
-            _parse_time(to_time, "--to"),
+            parse_time(from_time, "--from"),
+            parse_time(to_time, "--to"),
             tenant_id=tenant,
             cursor=cursor,
             limit=limit,
@@ -641,11 +642,19 @@ async def events(
     With --json and --follow, each event is one JSON document per line.
     """
     read_only_idempotency_key(idempotency_key)
-    async with connected_client() as client:
-        if not follow:
-            found = await client.list_events(
-                tenant_id=tenant, after_sequence=after, limit=limit, unsent_only=unsent
+    with opened_ledger() as ledger:
+
+        async def page(after_sequence: int) -> list[Event]:
+            return await asyncio.to_thread(
+                ledger.list_events,
+                tenant_id=tenant,
+                after_sequence=after_sequence,
+                limit=limit,
+                unsent_only=unsent,
             )
+
+        if not follow:
+            found = await page(after)
             last_sequence = found[-1].sequence if found else after
             emit(
                 {"events": found, "last_sequence": last_sequence},
@@ -654,23 +663,19 @@ async def events(
             )
             return
         await _follow_events(
-            client,
-            tenant_id=tenant,
+            page,
             after_sequence=after,
             limit=limit,
-            unsent_only=unsent,
             interval_seconds=interval,
             json_mode=json_output,
         )
 
 
 async def _follow_events(
-    client: LedgerClient,
+    page: Any,
     *,
-    tenant_id: str,
     after_sequence: int,
     limit: int,
-    unsent_only: bool,
     interval_seconds: float,
     json_mode: bool,
 ) -> None:
@@ -678,19 +683,14 @@ async def _follow_events(
     stop = asyncio.Event()
     _stop_on_signals(stop)
     if not json_mode:
-        stderr_console.print(f"following events after #{after_sequence} (Ctrl-C stops)")
+        stderr().print(f"following events after #{after_sequence} (Ctrl-C stops)")
     while not stop.is_set():
-        found = await client.list_events(
-            tenant_id=tenant_id,
-            after_sequence=after_sequence,
-            limit=limit,
-            unsent_only=unsent_only,
-        )
+        found = await page(after_sequence)
         for event in found:
             if json_mode:
                 emit_line(event)
             else:
-                stdout_console.print("  ".join(cell for cell in event_row(event) if cell))
+                stdout().print("  ".join(cell for cell in event_row(event) if cell))
             after_sequence = event.sequence
         if len(found) < limit:
             with contextlib.suppress(TimeoutError):
@@ -719,13 +719,15 @@ async def relay(
     Safe to repeat: consumers dedupe by event ID, so it needs no idempotency key.
     """
     read_only_idempotency_key(idempotency_key)
-    from activities.events import relay_outbox
-
     if not os.environ.get("NATS_URL"):
         raise CliError(
             "relay_unavailable", "NATS_URL is not set: without a bus the outbox is the event log"
         )
-    sent = await relay_outbox(config=client_config(), tenant_id=tenant)
+    from activities.events import NatsSettings, relay_outbox
+
+    with opened_ledger() as ledger:
+        url = ledger.engine.url.render_as_string(hide_password=False)
+    sent = await relay_outbox(database_url=url, nats=NatsSettings.from_env(), tenant_id=tenant)
     emit({"sent": sent}, json_output, title="relay")
 
 
@@ -740,53 +742,24 @@ async def _run_worker_until(stop: asyncio.Event, config: Any) -> None:
     await run_worker(config, stop_event=stop)
 
 
-_SEARCH_ATTRIBUTE_TYPE_NAMES = {
-    "TEXT": "Text",
-    "KEYWORD": "Keyword",
-    "INT": "Int",
-    "DOUBLE": "Double",
-    "BOOL": "Bool",
-    "DATETIME": "Datetime",
-    "KEYWORD_LIST": "KeywordList",
-}
-
-
-def hold_search_attributes() -> dict[str, str]:
-    """The HoldWorkflow's search attributes as ``{name: type}`` for ``start-dev`` flags."""
-    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTE_KEYS
-
-    return {
-        key.name: _SEARCH_ATTRIBUTE_TYPE_NAMES[key.indexed_value_type.name]
-        for key in ALL_SEARCH_ATTRIBUTE_KEYS
-    }
-
-
-async def register_search_attributes(address: str, namespace: str) -> list[str]:
-    """Registers the hold search attributes on a server (idempotent); returns those added.
-
-    A dev server started by this program has them from its command line already; this covers a
-    server that was started some other way.
-    """
-    from temporalio.client import Client
-
-    from worker import register_search_attributes as register
-
-    client = await Client.connect(address, namespace=namespace)
-    return await register(client, namespace=namespace)
-
-
 @app.command("worker")
 @run_command
 async def worker_command(json_output: JsonOption = False) -> None:
-    """Run a worker for every workflow and activity, in the foreground (Ctrl-C stops it)."""
+    """Run a worker for every workflow and activity, in the foreground (Ctrl-C stops it).
+
+    It first brings the ledger's schema up to date (``db upgrade``).
+    """
+    from starter.db import upgrade
+
     config = client_config()
+    upgrade()
     stop = asyncio.Event()
     _stop_on_signals(stop)
     if json_output:
-        emit_line({"worker": "running", "address": temporal_address()})
+        emit_line({"worker": "running", "address": config.temporal_address})
     else:
-        stderr_console.print(
-            f"worker polling {temporal_address()} (namespace {temporal_namespace()}); "
+        stderr().print(
+            f"worker polling {config.temporal_address} (namespace {config.namespace}); "
             "Ctrl-C stops it"
         )
     await _run_worker_until(stop, config)
@@ -803,12 +776,16 @@ async def dev_command(
     """Run the Temporal dev server, a worker and the SQLite ledger, in the foreground.
 
     The dev server keeps its state in ./.compute-ledger/temporal.db; Ctrl-C stops everything.
+    It first brings the ledger's schema up to date (``db upgrade``).
     """
+    from pathlib import Path
+
+    from starter.db import upgrade
     from starter.dev import start_dev_server, wait_until_ready
 
-    apply_environment_defaults()
-    address = temporal_address()
-    namespace = temporal_namespace()
+    config = client_config()
+    upgrade()
+    address, namespace = config.temporal_address, config.namespace
     state_directory = Path.cwd() / STATE_DIRECTORY_NAME
     server = start_dev_server(
         address,
@@ -833,9 +810,9 @@ async def dev_command(
         if json_output:
             emit_line({"dev": "running", **details})
         else:
-            stdout_console.print(key_value_table(details, title="compute-ledger dev"))
-            stdout_console.print("Ctrl-C stops the worker and the server.")
-        worker_task = asyncio.create_task(_run_worker_until(stop, client_config()))
+            stdout().print(key_value_table(details, title="compute-ledger dev"))
+            stdout().print("Ctrl-C stops the worker and the server.")
+        worker_task = asyncio.create_task(_run_worker_until(stop, config))
         server_task = asyncio.create_task(asyncio.to_thread(server.process.wait))
         done, _ = await asyncio.wait(
             {worker_task, server_task}, return_when=asyncio.FIRST_COMPLETED
@@ -855,7 +832,7 @@ async def dev_command(
     if json_output:
         emit_line({"dev": "stopped"})
     else:
-        stderr_console.print("stopped")
+        stderr().print("stopped")
 
 
 async def _settle(task: asyncio.Task[Any], timeout_seconds: float = 30.0) -> None:
@@ -885,24 +862,8 @@ async def demo_command(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# FinOps commands, when that module is present.
-# ---------------------------------------------------------------------------------------------
-
-
-def _register_finops() -> None:
-    try:
-        from starter.cli_finops import register_finops
-    except ModuleNotFoundError as error:
-        # Only the absence of that very module is tolerated: a missing dependency inside it
-        # must surface, not silently hide the FinOps commands.
-        if error.name != "starter.cli_finops":
-            raise
-        return
-    register_finops(app)
-
-
-_register_finops()
+register_finops(app)
+register_admin(app)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -923,13 +884,45 @@ def _command_line_error_classes() -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
+def _app_for(arguments: Sequence[str]) -> typer.Typer:
+    """The application with only the command (or group) that ``arguments`` name.
+
+    Typer reads the signature of every command it registers, annotations evaluated and all:
+    for the whole application that costs more than a ledger read itself. The root takes no
+    option but ``--help``, so the first argument that is not an option names the command; any
+    other case (no command, an unknown one) gets the whole application and its messages.
+    """
+    name = next((argument for argument in arguments if not argument.startswith("-")), None)
+    commands = [command for command in app.registered_commands if command.name == name]
+    groups = [group for group in app.registered_groups if group.name == name]
+    if name is None or not (commands or groups):
+        return app
+    narrowed = _new_app()
+    narrowed.registered_callback = app.registered_callback
+    narrowed.registered_commands = commands
+    narrowed.registered_groups = groups
+    return narrowed
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``compute-ledger``: with --json even command-line mistakes follow the error contract."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _run(arguments)
+        status: int | str | None = 0
+    except SystemExit as exiting:
+        status = exiting.code
+    if argv is None and "temporalio.bridge.runtime" in sys.modules:
+        _exit_now(status)
+    sys.exit(status)
+
+
+def _run(arguments: list[str]) -> None:
+    chosen = _app_for(arguments)
     if "--json" not in arguments:
-        app(args=arguments, prog_name="compute-ledger")
+        chosen(args=arguments, prog_name="compute-ledger")
         return
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(chosen)
     try:
         result = command.main(args=arguments, prog_name="compute-ledger", standalone_mode=False)
     except typer.Abort:
@@ -939,6 +932,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         message = format_message() if callable(format_message) else str(error)
         _fail_plain("usage_error", message)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _exit_now(status: int | str | None) -> None:
+    """Ends the process without the interpreter's teardown, once its output is flushed.
+
+    The Temporal SDK's Rust runtime keeps threads that may touch the interpreter while it
+    finalizes, which aborts the process (SIGABRT, temporalio/sdk-python#300) after a command
+    has already printed its result, often after a failed connect: the exit status would lie.
+    Everything this program writes is flushed first; nothing else is left to tear down.
+    """
+    import logging
+
+    if isinstance(status, str):
+        sys.stderr.write(status + "\n")
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(status or 0)
 
 
 def _fail_plain(code: str, message: str) -> None:

@@ -12,17 +12,12 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-if TYPE_CHECKING:
-    from ledger_db.finops.statements import AccountStatement, TenantStatement
-
+from starter.db import opened_ledger
 from starter.output import (
     CliError,
     JsonOption,
@@ -30,8 +25,16 @@ from starter.output import (
     money,
     records_table,
     run_command,
-    stderr_console,
+    stderr,
 )
+from starter.times import parse_time
+from starter.views import entry_filter as build_filter
+from starter.views import report_document, report_row
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ledger_db.finops.statements import AccountStatement, TenantStatement
 
 __all__ = ["register_finops"]
 
@@ -71,89 +74,26 @@ IdempotencyKeyOption = Annotated[
 ]
 
 
-def _parse_time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as error:
-        raise CliError("usage_error", f"{option} {text!r} is not an ISO 8601 time") from error
-    if value.tzinfo is None:
-        raise CliError("usage_error", f"{option} {text!r} needs a time zone, e.g. Z")
-    return value
-
-
-def _filter(
-    *,
-    tenant: str | None = None,
-    project: str | None = None,
-    env: str | None = None,
-    task: str | None = None,
-    asset: str | None = None,
-    external_ref: str | None = None,
-    reason: str | None = None,
-    category: str | None = None,
-    tag: str | None = None,
-    account: str | None = None,
-    currency: str | None = None,
-    month: str | None = None,
-    from_text: str | None = None,
-    to_text: str | None = None,
-    time_field: str = "occurred_at",
-    include_internal: bool = False,
-) -> Any:
-    from ledger_db.finops import EntryFilter
-
-    if time_field not in ("occurred_at", "recorded_at"):
-        raise CliError("usage_error", "--time-field is occurred_at or recorded_at")
-    if month and (from_text or to_text):
-        raise CliError("usage_error", "--month and --from/--to exclude each other")
-    entry_filter = EntryFilter(
-        tenant_id=tenant,
-        project_id=project,
-        env=env,
-        task_id=task,
-        asset_id=asset,
-        external_ref=external_ref,
-        reason=reason,
-        category=category,
-        tag=tag,
-        account_id=account,
-        currency=currency.upper() if currency else None,
-        time_field="occurred_at" if time_field == "occurred_at" else "recorded_at",
-        from_ts=_parse_time(from_text, "--from"),
-        to_ts=_parse_time(to_text, "--to"),
-        include_internal=include_internal,
-        include_counterparts=include_internal,
-    )
-    return entry_filter.with_month(month) if month else entry_filter
-
-
-@contextlib.contextmanager
-def _ledger() -> Iterator[Any]:
-    from ledger_db import Ledger
-    from starter.cli import apply_environment_defaults
-
-    apply_environment_defaults()
-    ledger = Ledger.from_url()
-    try:
-        yield ledger
-    finally:
-        ledger.close()
-
-
 @contextlib.contextmanager
 def _progress(enabled: bool, description: str) -> Iterator[Any]:
     """A progress bar on stderr (never in JSON mode, never when stderr is not a terminal)."""
-    if not enabled or not stderr_console.is_terminal:
+    if not enabled or not stderr().is_terminal:
         yield None
         return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=stderr_console,
+        console=stderr(),
         transient=True,
     ) as progress:
         yield (progress, progress.add_task(description, total=None))
@@ -186,7 +126,7 @@ def import_command(
 
     if not path.exists():
         raise CliError("usage_error", f"no such file: {path}")
-    with _ledger() as ledger, _progress(not json_output, "importing") as bar:
+    with opened_ledger() as ledger, _progress(not json_output, "importing") as bar:
 
         def progress(done: int, total: int) -> None:
             if bar is not None:
@@ -240,7 +180,7 @@ def export_command(
     """Export the entries of a query (journal order) as JSON Lines, JSON, CSV or Beancount."""
     from ledger_db.finops import export_entries
 
-    entry_filter = _filter(
+    entry_filter = build_filter(
         tenant=tenant,
         project=project,
         env=env,
@@ -262,7 +202,7 @@ def export_command(
         raise CliError("usage_error", "--format is jsonl, json, csv or beancount")
     if output == "-" and json_output:
         raise CliError("usage_error", "--json needs --output PATH (stdout carries the summary)")
-    with _ledger() as ledger:
+    with opened_ledger() as ledger:
         if output == "-":
             count = export_entries(
                 ledger,
@@ -319,7 +259,7 @@ def report_command(
     """Totals (IN, OUT, net) and counts per group and currency."""
     from ledger_db.finops import parse_group_by, run_report
 
-    entry_filter = _filter(
+    entry_filter = build_filter(
         tenant=tenant,
         project=project,
         env=env,
@@ -338,20 +278,12 @@ def report_command(
         include_internal=include_internal,
     )
     dimensions = parse_group_by(group_by)
-    with _ledger() as ledger, ledger.engine.connect() as connection:
+    with opened_ledger() as ledger, ledger.engine.connect() as connection:
         report = run_report(connection, entry_filter, dimensions)
     if json_output:
-        emit(
-            {
-                "group_by": dimensions,
-                "filter": entry_filter.model_dump(mode="json", exclude_none=True),
-                "rows": [_report_row(row) for row in report.rows],
-                "totals": [_report_row(row) for row in report.totals().values()],
-            },
-            True,
-        )
+        emit(report_document(report), True)
         return
-    rows = [_report_row(row) for row in report.rows]
+    rows = [report_row(row) for row in report.rows]
     columns = [*dimensions, "currency", "count", "total_in", "total_out", "net"]
     table = records_table(
         rows,
@@ -371,17 +303,6 @@ def report_command(
                 row.net,
             )
     emit(None, False, render=lambda _: table)
-
-
-def _report_row(row: Any) -> dict[str, Any]:
-    return {
-        **row.group,
-        "currency": row.currency,
-        "count": row.count,
-        "total_in": row.total_in,
-        "total_out": row.total_out,
-        "net": row.net,
-    }
 
 
 @run_command
@@ -413,7 +334,7 @@ def statement_command(
         "occurred_at" if time_field == "occurred_at" else "recorded_at"
     )
     statement: AccountStatement | TenantStatement
-    with _ledger() as ledger, ledger.engine.connect() as connection:
+    with opened_ledger() as ledger, ledger.engine.connect() as connection:
         if account:
             statement = account_statement(
                 connection, tenant_id=tenant, account_id=account, month=month, time_field=field
@@ -485,7 +406,7 @@ def audit_command(
 
     from ledger_db.finops import expire_orphaned_holds, holds_to_check, run_audit
 
-    with _ledger() as ledger:
+    with opened_ledger() as ledger:
         lookup = None
         if workflows:
             refs = holds_to_check(ledger, scope=scope)
@@ -519,10 +440,9 @@ def audit_command(
 
 async def _workflow_views(refs: Any) -> Any:
     from activities.batch import lookup_hold_workflows
-    from starter.cli import client_config
-    from starter.client import connect_temporal
+    from starter.config import ClientConfig, connect_temporal
 
-    client = await connect_temporal(client_config())
+    client = await connect_temporal(ClientConfig.from_env())
     return await lookup_hold_workflows(client, refs)
 
 
@@ -547,7 +467,7 @@ def reconcile_command(
 
     if not bill.exists():
         raise CliError("usage_error", f"no such file: {bill}")
-    with _ledger() as ledger:
+    with opened_ledger() as ledger:
         lines = parse_bill(bill.read_text(encoding="utf-8"), registry=ledger.registry)
         with ledger.engine.connect() as connection:
             report = reconcile_bill(
@@ -603,7 +523,7 @@ def reverse_command(
 ) -> None:
     """A new transaction with every entry of the original, direction swapped (once)."""
     key = _require_key(idempotency_key)
-    with _ledger() as ledger:
+    with opened_ledger() as ledger:
         result = ledger.reverse_transaction(
             transaction, tenant_id=tenant, idempotency_key=key, reason=reason
         )
@@ -665,14 +585,14 @@ def allocate_command(
     transaction_id = None
     if not dry_run:
         key = _require_key(idempotency_key)
-        with _ledger() as ledger:
+        with opened_ledger() as ledger:
             result = record_allocation(
                 ledger,
                 allocation,
                 idempotency_key=key,
                 project_id=project,
                 env=env,
-                occurred_at=_parse_time(occurred_at, "--occurred-at"),
+                occurred_at=parse_time(occurred_at, "--occurred-at"),
             )
             transaction_id = result.transaction_id
     shares = [
@@ -711,11 +631,10 @@ def schedules_apply_command(
     import asyncio
 
     from activities.batch import apply_schedules
-    from starter.cli import client_config
-    from starter.client import connect_temporal
+    from starter.config import ClientConfig, connect_temporal
 
     async def apply() -> list[dict[str, str]]:
-        config = client_config()
+        config = ClientConfig.from_env()
         client = await connect_temporal(config)
         return await apply_schedules(client, task_queue=config.task_queue, paused=paused)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,11 +27,9 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.events import NatsSettings
 from ledger_db import (
     Account,
     Balance,
@@ -52,6 +48,7 @@ from ledger_db.errors import (
 from ledger_db.ids import derive_hold_id, hold_workflow_id
 from ledger_db.money import canonical_decimal
 from ledger_db.validation import check_idempotency_key, check_tenant_id
+from starter.config import ClientConfig, connect_temporal
 from workflows import search_attributes as sa
 from workflows.hold import HoldWorkflow
 from workflows.models import (
@@ -64,56 +61,11 @@ from workflows.models import (
     resolution_conflict,
 )
 
-__all__ = ["ClientConfig", "LedgerClient", "ledger_error_from"]
+# ``ClientConfig`` and ``connect_temporal`` live in ``starter.config``; they stay importable
+# from here, where they were first defined.
+__all__ = ["ClientConfig", "LedgerClient", "connect_temporal", "ledger_error_from"]
 
 T = TypeVar("T")
-
-DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
-DEFAULT_NAMESPACE = "default"
-DEFAULT_TASK_QUEUE = "compute-ledger"
-DEFAULT_RELAY_INTERVAL_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class ClientConfig:
-    """Where the ledger lives: Temporal, the database and the bus. Shared by client and worker."""
-
-    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
-    namespace: str = DEFAULT_NAMESPACE
-    task_queue: str = DEFAULT_TASK_QUEUE
-    database_url: str | None = None
-    nats: NatsSettings = field(default_factory=NatsSettings)
-    relay_interval_seconds: float = DEFAULT_RELAY_INTERVAL_SECONDS
-    # The time-skipping test server has no Update-With-Start: there the client starts the
-    # workflow (USE_EXISTING) and then sends the freeze update, which the workflow answers alike.
-    update_with_start: bool = True
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ClientConfig:
-        environ = os.environ if environ is None else environ
-        return cls(
-            temporal_address=environ.get("TEMPORAL_ADDRESS") or DEFAULT_TEMPORAL_ADDRESS,
-            namespace=environ.get("TEMPORAL_NAMESPACE") or DEFAULT_NAMESPACE,
-            task_queue=environ.get("LEDGER_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
-            database_url=environ.get("LEDGER_DATABASE_URL") or None,
-            nats=NatsSettings.from_env(environ),
-            relay_interval_seconds=float(
-                environ.get("LEDGER_RELAY_INTERVAL_SECONDS") or DEFAULT_RELAY_INTERVAL_SECONDS
-            ),
-        )
-
-    @property
-    def nats_url(self) -> str | None:
-        return self.nats.url
-
-
-async def connect_temporal(config: ClientConfig) -> Client:
-    """A Temporal client with the pydantic data converter, as every part of the project uses."""
-    return await Client.connect(
-        config.temporal_address,
-        namespace=config.namespace,
-        data_converter=pydantic_data_converter,
-    )
 
 
 def ledger_error_from(error: BaseException) -> LedgerError | None:

@@ -28,10 +28,14 @@ from typing import Any
 
 from rich.console import Console
 
+from starter.config import STATE_DIRECTORY_NAME, ClientConfig, apply_environment_defaults
+from starter.db import upgrade
 from starter.dev import (
     DevServer,
+    hold_search_attributes,
     is_reachable,
     parse_address,
+    register_search_attributes,
     start_dev_server,
     ui_workflows_url,
     wait_until_ready,
@@ -42,7 +46,7 @@ from starter.output import (
     entries_table,
     events_table,
     holds_table,
-    stdout_console,
+    stdout,
 )
 
 __all__ = ["DEMO_TENANT", "run_demo"]
@@ -239,7 +243,7 @@ async def run_story(
 
 
 def _print_report(report: dict[str, Any], web_ui: str | None) -> None:
-    console = stdout_console
+    console = stdout()
     console.print()
     console.print(
         balances_table(report["balances"], title=f"balances of tenant {report['tenant_id']}")
@@ -279,21 +283,11 @@ async def run_demo(
     working_directory: Path | None = None,
 ) -> dict[str, Any]:
     """Runs the demo end to end; returns its JSON report. Stops what it started."""
-    from starter.cli import (
-        STATE_DIRECTORY_NAME,
-        apply_environment_defaults,
-        client_config,
-        hold_search_attributes,
-        register_search_attributes,
-        temporal_address,
-        temporal_namespace,
-    )
-
     progress = _Progress(json_mode)
     directory = working_directory or Path.cwd()
     apply_environment_defaults()
-    address = temporal_address()
-    namespace = temporal_namespace()
+    config = ClientConfig.from_env()
+    address, namespace = config.temporal_address, config.namespace
     host, port = parse_address(address)
     run_id = new_run_id()
 
@@ -320,7 +314,6 @@ async def run_demo(
             web_ui = server.ui_url
         await register_search_attributes(address, namespace)
 
-        config = client_config()
         if server is None and not os.environ.get("LEDGER_TASK_QUEUE"):
             # Someone else's worker may poll the default queue of a server we did not start,
             # possibly with another ledger database: this run's holds get a queue of their own.
@@ -332,9 +325,10 @@ async def run_demo(
         from starter.client import LedgerClient
         from worker import run_worker
 
-        # One ledger (one engine, migrated once) for the worker and the client: two migrations
-        # racing on a fresh SQLite file in one process would trip over each other.
-        ledger = await asyncio.to_thread(Ledger.from_url, config.database_url)
+        # The schema first (what `compute-ledger db upgrade` does), then one ledger (one engine)
+        # for the worker and the client.
+        await asyncio.to_thread(upgrade, config.database_url)
+        ledger = await asyncio.to_thread(Ledger.from_url, config.database_url, migrate=False)
         worker_task = asyncio.create_task(run_worker(config, stop_event=stop, ledger=ledger))
         client = await LedgerClient.connect(config, ledger=ledger)
         story = asyncio.create_task(

@@ -41,8 +41,10 @@ __all__ = [
     "DevServer",
     "find_temporal_binary",
     "free_port",
+    "hold_search_attributes",
     "is_reachable",
     "parse_address",
+    "register_search_attributes",
     "start_dev_server",
     "wait_until_ready",
 ]
@@ -315,3 +317,38 @@ async def wait_until_ready(
                 f"Temporal did not become ready on {address} within {timeout_seconds:.0f}s",
             )
         await asyncio.sleep(_poll_interval_seconds)
+
+
+_SEARCH_ATTRIBUTE_TYPE_NAMES = {
+    "TEXT": "Text",
+    "KEYWORD": "Keyword",
+    "INT": "Int",
+    "DOUBLE": "Double",
+    "BOOL": "Bool",
+    "DATETIME": "Datetime",
+    "KEYWORD_LIST": "KeywordList",
+}
+
+
+def hold_search_attributes() -> dict[str, str]:
+    """The HoldWorkflow's search attributes as ``{name: type}`` for ``start-dev`` flags."""
+    from workflows.search_attributes import ALL_SEARCH_ATTRIBUTE_KEYS
+
+    return {
+        key.name: _SEARCH_ATTRIBUTE_TYPE_NAMES[key.indexed_value_type.name]
+        for key in ALL_SEARCH_ATTRIBUTE_KEYS
+    }
+
+
+async def register_search_attributes(address: str, namespace: str) -> list[str]:
+    """Registers the hold search attributes on a server (idempotent); returns those added.
+
+    A dev server started by this program has them from its command line already; this covers a
+    server that was started some other way.
+    """
+    from temporalio.client import Client
+
+    from worker import register_search_attributes as register
+
+    client = await Client.connect(address, namespace=namespace)
+    return await register(client, namespace=namespace)

@@ -5,8 +5,9 @@ form, so amounts are exact decimal text next to their currency) or a rich render
 
 Failure: ``fail(error, json_mode)`` prints ``{"error": {"code": ..., "message": ...}}`` on stdout
 in JSON mode, or a rich message on stderr, and exits with the status that :data:`EXIT_CODES`
-gives the code. That table is the only place where error codes become exit statuses, so a
-script may branch on either and both stay stable.
+gives the code. That table (``starter.error_codes``, shared with the read API's HTTP statuses)
+is the only place where error codes become exit statuses, so a script may branch on either and
+both stay stable.
 
 ``run_command`` wraps a command function (sync or ``async``) so that any ``LedgerError``, any
 :class:`CliError` and a Temporal or database connection failure end through ``fail``. The
@@ -26,13 +27,23 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from ledger_db.errors import ERROR_CODES, LedgerError
+from starter.error_codes import (
+    EXIT_CODES,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    CodedError,
+    exit_code_for,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ledger_db.errors import LedgerError
 
 __all__ = [
     "EXIT_CODES",
@@ -41,6 +52,7 @@ __all__ = [
     "CliError",
     "JsonOption",
     "balances_table",
+    "contract_error",
     "emit",
     "emit_line",
     "entries_table",
@@ -58,26 +70,45 @@ __all__ = [
     "money",
     "records_table",
     "run_command",
-    "stderr_console",
-    "stdout_console",
+    "stderr",
+    "stdout",
     "to_jsonable",
 ]
 
 
 _piped_width_columns = 160
+_consoles: dict[str, Console] = {}
 
 
-def _stdout_console() -> Console:
-    # Piped or redirected output has no terminal width; rich would assume 80 columns and squeeze
-    # the tables. A file or a pager gets a generous width instead (COLUMNS still wins).
-    console = Console(soft_wrap=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(soft_wrap=False, width=_piped_width_columns)
+def _console(name: str) -> Console:
+    """The stdout or stderr console, made on first use: rich costs start-up time that a
+    ``--json`` command never needs."""
+    console = _consoles.get(name)
+    if console is None:
+        from rich.console import Console
+
+        if name == "stderr":
+            console = Console(stderr=True)
+        else:
+            # Piped or redirected output has no terminal width; rich would assume 80 columns
+            # and squeeze the tables. A file or a pager gets a generous width instead (COLUMNS
+            # still wins).
+            console = Console(soft_wrap=False)
+            if not console.is_terminal and "COLUMNS" not in os.environ:
+                console = Console(soft_wrap=False, width=_piped_width_columns)
+        _consoles[name] = console
     return console
 
 
-stdout_console = _stdout_console()
-stderr_console = Console(stderr=True)
+def stdout() -> Console:
+    """The console of the command's output (tables for people)."""
+    return _console("stdout")
+
+
+def stderr() -> Console:
+    """The console of progress and error messages."""
+    return _console("stderr")
+
 
 JsonOption = Annotated[
     bool,
@@ -87,93 +118,16 @@ JsonOption = Annotated[
     ),
 ]
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_NOT_FOUND = 3
-EXIT_INVALID_REQUEST = 4
-EXIT_CONFLICT = 5
-EXIT_INSUFFICIENT_FUNDS = 6
-EXIT_INTEGRITY = 7
-EXIT_UNAVAILABLE = 8
-EXIT_INTERRUPTED = 130
-
-# The one table from stable error codes to exit statuses. Grouped so that a shell script can
-# tell "you asked wrongly" (2, 4) from "it is not there" (3), "its state forbids it" (5),
-# "no money" (6), "the journal is damaged" (7) and "try again later" (8).
-EXIT_CODES: Mapping[str, int] = {
-    # The command line itself is wrong.
-    "usage_error": EXIT_USAGE,
-    "idempotency_key_required": EXIT_USAGE,
-    "invalid_duration": EXIT_USAGE,
-    # The object does not exist in this tenant.
-    "account_not_found": EXIT_NOT_FOUND,
-    "hold_not_found": EXIT_NOT_FOUND,
-    "transaction_not_found": EXIT_NOT_FOUND,
-    # The request is malformed or out of its limits.
-    "invalid_amount": EXIT_INVALID_REQUEST,
-    "invalid_entry": EXIT_INVALID_REQUEST,
-    "unknown_currency": EXIT_INVALID_REQUEST,
-    "currency_mismatch": EXIT_INVALID_REQUEST,
-    "capture_exceeds_hold": EXIT_INVALID_REQUEST,
-    "payee_required": EXIT_INVALID_REQUEST,
-    "ttl_out_of_range": EXIT_INVALID_REQUEST,
-    "idempotency_key_invalid": EXIT_INVALID_REQUEST,
-    # The object's state forbids the request.
-    "account_closed": EXIT_CONFLICT,
-    "account_already_exists": EXIT_CONFLICT,
-    "hold_expired": EXIT_CONFLICT,
-    "hold_not_expired": EXIT_CONFLICT,
-    "hold_already_captured": EXIT_CONFLICT,
-    "hold_already_released": EXIT_CONFLICT,
-    "hold_not_captured": EXIT_CONFLICT,
-    "hold_already_finalized": EXIT_CONFLICT,
-    "idempotency_key_reused": EXIT_CONFLICT,
-    "transaction_already_reversed": EXIT_CONFLICT,
-    # Not enough money.
-    "insufficient_funds": EXIT_INSUFFICIENT_FUNDS,
-    # The journal refused a write that would break its invariants.
-    "unbalanced_transaction": EXIT_INTEGRITY,
-    "journal_is_append_only": EXIT_INTEGRITY,
-    "audit_failed": EXIT_INTEGRITY,
-    "statement_mismatch": EXIT_INTEGRITY,
-    # A service the command needs is down or missing; retrying later may work.
-    "temporal_unavailable": EXIT_UNAVAILABLE,
-    "worker_unavailable": EXIT_UNAVAILABLE,
-    "database_unavailable": EXIT_UNAVAILABLE,
-    "binary_not_found": EXIT_UNAVAILABLE,
-    "relay_unavailable": EXIT_UNAVAILABLE,
-    # Anything else is a bug or an unexpected outage.
-    "ledger_error": EXIT_INTERNAL,
-    "internal_error": EXIT_INTERNAL,
-    "interrupted": EXIT_INTERRUPTED,
-}
-
 
 def missing_exit_codes() -> list[str]:
-    """Ledger codes without a row above (a test keeps this empty; they would exit 1)."""
+    """Ledger codes without a row in the status table (a test keeps this empty)."""
+    from ledger_db.errors import ERROR_CODES
+
     return sorted(set(ERROR_CODES) - set(EXIT_CODES))
 
 
-class CliError(Exception):
+class CliError(CodedError):
     """An error found by the command line itself (not by the ledger), with a stable code."""
-
-    def __init__(self, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details
-
-    def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            body["details"] = self.details
-        return body
-
-
-def exit_code_for(code: str) -> int:
-    """The exit status of a stable error code; unknown codes are internal errors."""
-    return EXIT_CODES.get(code, EXIT_INTERNAL)
 
 
 def to_jsonable(data: Any) -> Any:
@@ -215,15 +169,15 @@ def emit(
         sys.stdout.flush()
         return
     if render is not None:
-        stdout_console.print(render(data))
+        stdout().print(render(data))
         return
     plain = to_jsonable(data)
     if isinstance(plain, list) and all(isinstance(item, dict) for item in plain):
-        stdout_console.print(records_table(plain, title=title))
+        stdout().print(records_table(plain, title=title))
     elif isinstance(plain, dict):
-        stdout_console.print(key_value_table(plain, title=title))
+        stdout().print(key_value_table(plain, title=title))
     else:
-        stdout_console.print(plain)
+        stdout().print(plain)
 
 
 def emit_line(data: Any) -> None:
@@ -242,6 +196,8 @@ def _cell(value: Any) -> str:
 
 def key_value_table(data: Mapping[str, Any], *, title: str | None = None) -> Table:
     """A two-column table of one record; money columns are right-aligned decimal text."""
+    from rich.table import Table
+
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
@@ -260,6 +216,8 @@ def records_table(
     """A table of records, one row each; ``money_columns`` are right-aligned."""
     if columns is None:
         columns = list(rows[0].keys()) if rows else []
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, justify="right" if column in money_columns else "left")
@@ -268,43 +226,73 @@ def records_table(
     return table
 
 
-def error_body(error: LedgerError | CliError) -> dict[str, Any]:
+def error_body(error: LedgerError | CodedError) -> dict[str, Any]:
     """The ``{"error": {...}}`` document of a failure."""
     return {"error": error.to_dict()}
 
 
-def fail(error: LedgerError | CliError, json_mode: bool) -> NoReturn:
+def fail(error: LedgerError | CodedError, json_mode: bool) -> NoReturn:
     """Reports ``error`` by the error contract and exits with its status."""
     if json_mode:
         sys.stdout.write(_dumps(error_body(error)) + "\n")
         sys.stdout.flush()
     else:
-        stderr_console.print(
+        stderr().print(
             f"[bold red]error[/bold red] [red]{error.code}[/red]: {error.message}",
             highlight=False,
             markup=True,
         )
         if getattr(error, "details", None):
-            stderr_console.print(_dumps(error.details), highlight=False, markup=False)
+            stderr().print(_dumps(error.details), highlight=False, markup=False)
     raise typer.Exit(exit_code_for(error.code))
 
 
 def _connection_error(error: BaseException) -> CliError | None:
-    """A CliError for "the Temporal server or the database is not reachable", else None."""
-    # Imported here: the output helpers load fast and the FinOps commands may never need them.
-    from sqlalchemy.exc import OperationalError
-    from temporalio.service import RPCError
+    """A CliError for "the Temporal server or the database is not reachable", else None.
 
+    Only libraries already loaded are asked: an RPCError cannot come from a process that never
+    imported temporalio, and importing it here would cost a ledger-only command its speed.
+    """
     text = str(error)
-    if isinstance(error, RPCError) or (
+    temporal_service = sys.modules.get("temporalio.service")
+    if (temporal_service is not None and isinstance(error, temporal_service.RPCError)) or (
         isinstance(error, RuntimeError) and "Failed client connect" in text
     ):
         return CliError("temporal_unavailable", f"Temporal is not reachable: {text}")
-    if isinstance(error, OperationalError):
+    sqlalchemy_errors = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_errors is not None and isinstance(error, sqlalchemy_errors.OperationalError):
         return CliError("database_unavailable", f"the ledger database failed: {text}")
     if isinstance(error, ConnectionError | TimeoutError):
         return CliError("temporal_unavailable", f"a service is not reachable: {text}")
+    from starter.config import TemporalConfigError
+
+    if isinstance(error, TemporalConfigError):
+        return CliError("temporal_config_invalid", text)
     return None
+
+
+def _is_contract_error(error: BaseException) -> bool:
+    """A CodedError, or a LedgerError (when the ledger was loaded: only it raises those)."""
+    if isinstance(error, CodedError):
+        return True
+    ledger_errors = sys.modules.get("ledger_db.errors")
+    return ledger_errors is not None and isinstance(error, ledger_errors.LedgerError)
+
+
+def contract_error(error: BaseException) -> LedgerError | CodedError:
+    """The error-contract form of any exception: itself when it has a stable code, a
+    connection failure, a ledger error in its cause chain, else ``internal_error``."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _is_contract_error(current):
+            return current  # type: ignore[return-value]
+        mapped = _connection_error(current)
+        if mapped is not None:
+            return mapped
+        current = current.__cause__ or current.__context__
+    return CliError("internal_error", f"{type(error).__name__}: {error}")
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -327,34 +315,12 @@ def run_command(function: F) -> F:
             return result
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except (LedgerError, CliError) as error:
-            fail(error, json_mode)
         except KeyboardInterrupt:
             fail(CliError("interrupted", "interrupted"), json_mode)
         except Exception as error:
-            mapped: LedgerError | CliError | None = _connection_error(error)
-            if mapped is None:
-                mapped = _unwrap_ledger_error(error)
-            if mapped is None:
-                mapped = CliError("internal_error", f"{type(error).__name__}: {error}")
-            fail(mapped, json_mode)
+            fail(contract_error(error), json_mode)
 
     return wrapper  # type: ignore[return-value]
-
-
-def _unwrap_ledger_error(error: BaseException) -> LedgerError | CliError | None:
-    """A LedgerError found in the cause chain (e.g. wrapped by Temporal), else None."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, LedgerError | CliError):
-            return current
-        mapped = _connection_error(current) if current is not error else None
-        if mapped is not None:
-            return mapped
-        current = current.__cause__ or current.__context__
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -415,6 +381,8 @@ def exact_table(
     ledger must never show. Exact columns get a minimum width of their longest cell, and the
     other columns fold instead.
     """
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for index, header in enumerate(headers):
         if header in exact:

@@ -32,17 +32,12 @@ def free_port_pair() -> int:
 
 def clean_environment(**overrides: str) -> dict[str, str]:
     """The test process's environment without the ledger's variables, plus ``overrides``."""
+    # Every TEMPORAL_* variable counts now (the SDK's environment configuration: profile,
+    # API key, TLS), and so does every LEDGER_* and NATS_* one.
     environment = {
         key: value
         for key, value in os.environ.items()
-        if key
-        not in {
-            "TEMPORAL_ADDRESS",
-            "TEMPORAL_NAMESPACE",
-            "LEDGER_DATABASE_URL",
-            "LEDGER_TASK_QUEUE",
-            "NATS_URL",
-        }
+        if not key.startswith(("TEMPORAL_", "LEDGER_", "NATS_"))
     }
     python_path = environment.get("PYTHONPATH")
     environment["PYTHONPATH"] = (

@@ -466,3 +466,74 @@ def test_a_saga_command_without_a_worker_gives_up_with_a_stable_code(stack: Stac
     )
     refused.expect_error("worker_unavailable", 8)
     assert "Traceback" not in refused.stderr, refused.stderr
+
+
+def test_the_shared_configuration_connects_to_a_plain_dev_server(stack: Stack) -> None:
+    """``starter.config`` over ``temporalio.envconfig``: no profile, no TLS, no API key."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    from starter.config import ClientConfig, connect_temporal
+
+    config = ClientConfig.from_env(
+        {
+            "TEMPORAL_ADDRESS": stack.server.address,
+            "TEMPORAL_CONFIG_FILE": str(stack.directory / "no-such-profile.toml"),
+        }
+    )
+    assert config.tls is False and config.api_key is None
+
+    async def describe() -> str:
+        client = await connect_temporal(config)
+        response = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=config.namespace)
+        )
+        return str(response.namespace_info.name)
+
+    assert asyncio.run(describe()) == "default"
+
+
+def test_hold_show_reads_the_ledger_and_with_workflow_asks_the_workflow(stack: Stack) -> None:
+    cli = stack.cli
+    tenant = _tenant()
+    _open_buyer_and_seller(cli, tenant)
+    frozen = cli.run(
+        "freeze",
+        "--tenant",
+        tenant,
+        "--account",
+        "buyer",
+        "--amount",
+        "3.00",
+        "--ttl",
+        "1h",
+        "--idempotency-key",
+        "show-1",
+    ).expect_ok()
+    plain = cli.run("hold", "show", "--tenant", tenant, "--hold", frozen["hold_id"]).expect_ok()
+    assert (plain["hold_id"], plain["state"], plain["amount"]) == (
+        frozen["hold_id"],
+        "active",
+        "3.00",
+    )
+    both = cli.run(
+        "hold", "show", "--tenant", tenant, "--hold", frozen["hold_id"], "--workflow"
+    ).expect_ok()
+    assert set(both) == {"hold", "workflow"}
+    assert both["hold"] == plain
+    assert both["workflow"]["hold_id"] == frozen["hold_id"]
+    assert both["workflow"]["tenant_id"] == tenant
+    human = cli.run(
+        "hold",
+        "show",
+        "--tenant",
+        tenant,
+        "--hold",
+        frozen["hold_id"],
+        "--workflow",
+        json_mode=False,
+    )
+    assert human.status == 0 and "workflow phase" in human.stdout, human.stderr
+    # Another tenant's hold is not found, in the workflow as in the ledger.
+    cli.run(
+        "hold", "show", "--tenant", _tenant(), "--hold", frozen["hold_id"], "--workflow"
+    ).expect_error("hold_not_found", 3)

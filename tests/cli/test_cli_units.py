@@ -226,9 +226,52 @@ def test_default_database_url_is_under_the_working_directory(tmp_path: object) -
     assert url == f"sqlite:///{Path(str(tmp_path)).resolve()}/.compute-ledger/ledger.db"
 
 
-def test_the_finops_hook_tolerates_only_its_own_absence() -> None:
-    import importlib.util
+def test_every_command_is_registered() -> None:
+    commands = {command.name for command in cli.app.registered_commands}
+    groups = {group.name for group in cli.app.registered_groups}
+    assert {"freeze", "capture", "release", "entries", "events", "relay", "serve"} <= commands
+    assert {"import", "export", "report", "statement", "audit", "reconcile"} <= commands
+    assert {"account", "hold", "db", "apikey", "schedules"} <= groups
 
-    if importlib.util.find_spec("starter.cli_finops") is None:
-        command_names = {command.name for command in cli.app.registered_commands}
-        assert {"freeze", "capture", "release", "entries", "events"} <= command_names
+
+def test_only_the_command_asked_for_is_built() -> None:
+    # Building every command costs more than a ledger read: main() builds the one it runs.
+    narrowed = cli._app_for(["account", "show", "--tenant", "t"])
+    assert [group.name for group in narrowed.registered_groups] == ["account"]
+    assert narrowed.registered_commands == []
+    assert [command.name for command in cli._app_for(["entries"]).registered_commands] == [
+        "entries"
+    ]
+    # No command, or an unknown one: the whole application (its help, its error message).
+    assert cli._app_for(["--help"]) is cli.app
+    assert cli._app_for(["frezee"]) is cli.app
+
+
+def test_a_ledger_read_does_not_load_temporal_alembic_or_rich(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    from cli_helpers import clean_environment
+
+    url = f"sqlite:///{tmp_path}/l.db"
+    from ledger_db import Ledger
+
+    ledger = Ledger.from_url(url)
+    ledger.open_account(tenant_id="t", account_id="a", currency="USD", idempotency_key="k")
+    ledger.close()
+    probe = (
+        "import sys; from starter.cli import main\n"
+        "try:\n    main(['account', 'show', '--tenant', 't', '--account', 'a', '--json'])\n"
+        "except SystemExit as exiting:\n    assert exiting.code == 0, exiting.code\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'temporalio', 'alembic', 'rich', 'fastapi', 'uvicorn', 'nats', 'workflows', "
+        "'activities'}))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=clean_environment(LEDGER_DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "[]", completed.stdout
