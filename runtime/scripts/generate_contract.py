@@ -320,6 +320,52 @@ _RELEASE_CASES: list[dict[str, Any]] = [
 ]
 
 
+# Values as the JS runtime sends them in a request (meta), for the canonical encoding of
+# request hashes: ints, non-integral floats and floats from 1e21 up (JS writes smaller integral
+# doubles as integers, which Python then reads as ints), every kind of string, key order.
+_PYTHON_JSON_CASES: list[Any] = [
+    0,
+    -7,
+    2**53 + 1,
+    -(2**70),
+    0.5,
+    -0.5,
+    0.1,
+    0.1 + 0.2,
+    1e-7,
+    1.5e-5,
+    0.0001,
+    123.456,
+    1000000000000000.5,
+    1e21,
+    1.5e300,
+    5e-324,
+    1.7976931348623157e308,
+    True,
+    False,
+    None,
+    "",
+    "plain ASCII ~",
+    'quote " backslash \\ slash /',
+    "\b\f\n\r\t\x00\x1f\x7f",
+    "é日本\u2028\u2029",
+    "😀 astral",
+    "lone \udfff low surrogate",
+    [],
+    {},
+    [1, [2, [3, {"deep": [None]}]]],
+    {"b": 1, "a": 2, "B": 3, "": 4, "\uffff": 5, "\U00010000": 6, "é": 7, "e\u0301": 8},
+]
+
+
+def _python_json() -> list[dict[str, Any]]:
+    """``request_hash``'s encoding of each value: ``json.dumps(sort_keys, separators)``."""
+    return [
+        {"value": value, "dumps": json.dumps(value, sort_keys=True, separators=(",", ":"))}
+        for value in _PYTHON_JSON_CASES
+    ]
+
+
 def _refusal(check: Callable[[Any], object], value: Any) -> str | None:
     """The code ``check`` refuses ``value`` with, or None when it accepts it."""
     try:
@@ -424,6 +470,7 @@ def parity_document() -> dict[str, Any]:
         "capture_hashes": _request_hashes(CaptureRequest, _CAPTURE_CASES),
         "release_hashes": _request_hashes(ReleaseRequest, _RELEASE_CASES),
         "resolution_conflicts": _resolution_conflicts(),
+        "python_json": _python_json(),
     }
 
 

@@ -43,7 +43,7 @@ import {
 import { resolveSettings } from '../infrastructure/config.js';
 import { NatsEvents, defaultDurableName } from '../infrastructure/nats-events.js';
 import { ReadApi } from '../infrastructure/read-api.js';
-import { connectTemporal, grpcStatusOf, mapTemporalError } from '../infrastructure/temporal.js';
+import { checkTemporal, connectTemporal, grpcStatusOf, mapTemporalError } from '../infrastructure/temporal.js';
 import { WebSocketEvents } from '../infrastructure/websocket-events.js';
 import { CONTRACT } from './contract.js';
 import { EventDelivery, checkEventTypes } from './delivery.js';
@@ -305,14 +305,15 @@ export function resolutionConflict(state, step, idempotencyKey, requestHash) {
 
 export class ComputeLedger {
   /**
-   * Connects to Temporal (the holds); the read API and NATS are reached when first used.
-   * Every option defaults to the environment (see `resolveSettings`).
+   * Connects to Temporal (the holds; with `lazy`, on the first hold operation); the read API
+   * and NATS are reached when first used. Every option defaults to the environment (see
+   * `infrastructure/config.js`).
    * @param {ConnectOptions} [options]
    * @returns {Promise<ComputeLedger>}
    */
   static async connect(options = {}) {
     const settings = resolveSettings(options);
-    const { connection, client, queries } = await connectTemporal(settings.temporal);
+    const { connection, client, queries } = await connectTemporal(settings.temporal, { lazy: settings.lazy });
     return new ComputeLedger(settings, connection, client, queries);
   }
 
@@ -340,6 +341,8 @@ export class ComputeLedger {
     /** @type {Set<Subscription>} */
     this.subscriptions = new Set();
     this.closed = false;
+    // A lazy connection is checked before its first use (and again until it answered once).
+    this.temporalChecked = !settings.lazy;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -861,6 +864,7 @@ export class ComputeLedger {
    * @returns {Promise<Record<string, any>>}
    */
   async finalState(workflowId, tenantId) {
+    await this.ensureTemporal();
     const handle = this.temporal.workflow.getHandle(workflowId);
     /** @type {Record<string, any>} */
     let state;
@@ -910,6 +914,15 @@ export class ComputeLedger {
     return holdStatusFromLedger(hold);
   }
 
+  /** A lazy connection's first use: Temporal must answer, or `temporal_unavailable` at once. */
+  async ensureTemporal() {
+    if (!this.temporalChecked) {
+      const { address, connectTimeoutMs = 10_000 } = this.settings.temporal;
+      await checkTemporal(this.connection, address, connectTimeoutMs);
+      this.temporalChecked = true;
+    }
+  }
+
   /**
    * `call`'s answer, or `ledger_unavailable` once `answerDeadlineMs` has passed (the Python
    * client's `_within_deadline`): the request may still complete, and the same request with
@@ -920,6 +933,7 @@ export class ComputeLedger {
    * @returns {Promise<T>}
    */
   async withinDeadline(what, call) {
+    await this.ensureTemporal();
     const deadline = Date.now() + this.settings.answerDeadlineMs;
     try {
       return await this.temporal.withDeadline(deadline, call);

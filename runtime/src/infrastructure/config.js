@@ -38,13 +38,16 @@ import { LedgerError } from '../domain/errors.js';
  *   before it fails with `ledger_unavailable` (default: the saga's own outage budget plus
  *   a margin, as the Python client)
  * @property {number} [requestTimeoutMs]  one read API request (default 30 s)
+ * @property {number} [connectTimeoutMs]  how long reaching Temporal may take (default 10 s)
+ * @property {boolean} [lazy]  connect to Temporal on the first hold operation, not in
+ *   `connect()` (default false: `connect()` fails at once when Temporal is unreachable)
  * @property {Record<string, string | undefined>} [env]  the environment to read (default `process.env`)
  */
 
 /**
  * @typedef {object} Settings
  * @property {{address: string, namespace: string, apiKey?: string, tls?: unknown,
- *   metadata?: Record<string, string>}} temporal
+ *   metadata?: Record<string, string>, connectTimeoutMs?: number}} temporal
  * @property {string} taskQueue
  * @property {string} apiUrl
  * @property {string | Record<string, string> | null} apiKey
@@ -53,6 +56,7 @@ import { LedgerError } from '../domain/errors.js';
  * @property {string} natsSubjectPrefix
  * @property {number} answerDeadlineMs
  * @property {number} requestTimeoutMs
+ * @property {boolean} lazy
  */
 
 // The Python client's DEFAULT_ANSWER_DEADLINE: the workflow's LEDGER_CALL_TIMEOUT (75 s) plus
@@ -60,6 +64,7 @@ import { LedgerError } from '../domain/errors.js';
 // this deadline, is what a caller normally sees.
 export const DEFAULT_ANSWER_DEADLINE_MS = 180_000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 const KNOWN_OPTIONS = new Set([
   'temporalAddress',
@@ -72,6 +77,8 @@ const KNOWN_OPTIONS = new Set([
   'natsSubjectPrefix',
   'answerDeadlineMs',
   'requestTimeoutMs',
+  'connectTimeoutMs',
+  'lazy',
   'env',
 ]);
 
@@ -137,6 +144,7 @@ export function resolveSettings(options) {
       apiKey: typeof connection.apiKey === 'string' ? connection.apiKey : undefined,
       tls: connection.tls,
       metadata: connection.metadata,
+      connectTimeoutMs: positiveMilliseconds(options.connectTimeoutMs, 'connectTimeoutMs', DEFAULT_CONNECT_TIMEOUT_MS),
     },
     taskQueue: options.taskQueue ?? variable(env, 'LEDGER_TASK_QUEUE') ?? CONTRACT.temporal.default_task_queue,
     apiUrl: (options.apiUrl ?? variable(env, 'LEDGER_API_URL') ?? CONTRACT.read_api.default_url).replace(/\/+$/, ''),
@@ -147,5 +155,6 @@ export function resolveSettings(options) {
       options.natsSubjectPrefix ?? variable(env, 'NATS_SUBJECT_PREFIX') ?? CONTRACT.nats.default_subject_prefix,
     answerDeadlineMs: positiveMilliseconds(options.answerDeadlineMs, 'answerDeadlineMs', DEFAULT_ANSWER_DEADLINE_MS),
     requestTimeoutMs: positiveMilliseconds(options.requestTimeoutMs, 'requestTimeoutMs', DEFAULT_REQUEST_TIMEOUT_MS),
+    lazy: options.lazy === true,
   };
 }

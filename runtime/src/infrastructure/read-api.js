@@ -96,34 +96,44 @@ export class ReadApi {
         { cause: error },
       );
     }
-    /** @type {unknown} */
-    let body;
-    try {
-      body = parseJson(text);
-    } catch (error) {
-      throw new LedgerTransportError(
-        'read_api_unavailable',
-        `the read API answered GET ${path} with ${response.status} and a body that is not JSON`,
-        { httpStatus: response.status, cause: error },
-      );
-    }
-    if (response.ok) {
-      return body;
-    }
-    const detail = errorDetail(body);
-    if (detail === null) {
-      throw new LedgerTransportError(
-        'read_api_unavailable',
-        `the read API answered GET ${path} with ${response.status} and no error body`,
-        { httpStatus: response.status },
-      );
-    }
-    const options = { details: detail.details, httpStatus: response.status };
-    if (response.status >= 500) {
-      throw new LedgerTransportError(detail.code, detail.message, options);
-    }
-    throw new LedgerError(detail.code, detail.message, options);
+    return answerOf(response.status, text, `GET ${path}`);
   }
+}
+
+/**
+ * The body of an answer, or the error it carries: below 500 with the API's error body, the
+ * ledger's `LedgerError`; a 5xx, or a body that is not the API's, a `LedgerTransportError`.
+ * @param {number} status
+ * @param {string} text
+ * @param {string} what  the request, for messages
+ * @returns {unknown}
+ */
+export function answerOf(status, text, what) {
+  /** @type {unknown} */
+  let body;
+  try {
+    body = parseJson(text);
+  } catch (error) {
+    throw new LedgerTransportError(
+      'read_api_unavailable',
+      `the read API answered ${what} with ${status} and a body that is not JSON`,
+      { httpStatus: status, cause: error },
+    );
+  }
+  if (status >= 200 && status < 300) {
+    return body;
+  }
+  const detail = errorDetail(body);
+  if (detail === null) {
+    throw new LedgerTransportError('read_api_unavailable', `the read API answered ${what} with ${status} and no error body`, {
+      httpStatus: status,
+    });
+  }
+  const options = { details: detail.details, httpStatus: status };
+  if (status >= 500) {
+    throw new LedgerTransportError(detail.code, detail.message, options);
+  }
+  throw new LedgerError(detail.code, detail.message, options);
 }
 
 /**

@@ -40,18 +40,23 @@ const TRANSPORT_STATUSES = new Set([
  * Connects to Temporal and returns a client whose payloads are the Python side's JSON, and a
  * workflow client whose queries of ended workflows the server refuses (instead of handing them
  * to a worker to replay): an ended hold is answered from its workflow's result.
+ * With `lazy`, nothing is sent until the first call that needs the server (for a client that
+ * only reads, or whose server comes up later); the first such call then fails if it is down.
  * @param {TemporalSettings} settings
+ * @param {{lazy?: boolean}} [options]
  * @returns {Promise<{connection: Connection, client: Client, queries: WorkflowClient}>}
  */
-export async function connectTemporal(settings) {
+export async function connectTemporal(settings, { lazy = false } = {}) {
+  const options = {
+    address: settings.address,
+    connectTimeout: settings.connectTimeoutMs ?? 10_000,
+    ...(settings.apiKey === undefined ? {} : { apiKey: settings.apiKey }),
+    ...(settings.tls === undefined ? {} : { tls: /** @type {any} */ (settings.tls) }),
+    ...(settings.metadata === undefined ? {} : { metadata: settings.metadata }),
+  };
   let connection;
   try {
-    connection = await Connection.connect({
-      address: settings.address,
-      ...(settings.apiKey === undefined ? {} : { apiKey: settings.apiKey }),
-      ...(settings.tls === undefined ? {} : { tls: /** @type {any} */ (settings.tls) }),
-      ...(settings.metadata === undefined ? {} : { metadata: settings.metadata }),
-    });
+    connection = lazy ? Connection.lazy(options) : await Connection.connect(options);
   } catch (error) {
     throw new LedgerTransportError(
       'temporal_unavailable',
@@ -68,6 +73,26 @@ export async function connectTemporal(settings) {
     queryRejectCondition: 'NOT_OPEN',
   });
   return { connection, client, queries };
+}
+
+/**
+ * Checks that Temporal answers (one cheap call within `timeoutMs`), so that a lazy connection
+ * to a server that is down fails fast with `temporal_unavailable` instead of after the SDK's
+ * retries, and works once the server is up.
+ * @param {Connection} connection
+ * @param {string} address
+ * @param {number} timeoutMs
+ */
+export async function checkTemporal(connection, address, timeoutMs) {
+  try {
+    await connection.withDeadline(Date.now() + timeoutMs, () => connection.workflowService.getSystemInfo({}));
+  } catch (error) {
+    throw new LedgerTransportError(
+      'temporal_unavailable',
+      `Temporal is unreachable at ${address}: ${error instanceof Error ? error.message : error}`,
+      { cause: error },
+    );
+  }
 }
 
 /**

@@ -19,7 +19,7 @@ import WebSocket from 'ws';
 import { MalformedEventError, settleOnce } from '../domain/delivery.js';
 import { LedgerError, LedgerTransportError } from '../domain/errors.js';
 import json from './json.cjs';
-import { errorDetail } from './read-api.js';
+import { answerOf } from './read-api.js';
 
 const { parseJson } = json;
 
@@ -271,23 +271,17 @@ function unreachable(url, error) {
 }
 
 /**
- * A refused handshake: the API's error body as a `LedgerError` below 500, else transport.
+ * A refused handshake, as the read API's HTTP answers are read: the API's error body is a
+ * `LedgerError` below 500 (401 `unauthenticated`, 400 `invalid_request`), anything else a
+ * `LedgerTransportError`.
  * @param {number} status
  * @param {string} body
  */
 function handshakeError(status, body) {
-  let detail = null;
   try {
-    detail = errorDetail(parseJson(body));
-  } catch {
-    detail = null;
+    answerOf(status, body, 'the event stream handshake');
+  } catch (error) {
+    return error;
   }
-  if (detail !== null && status < 500) {
-    return new LedgerError(detail.code, detail.message, { details: detail.details, httpStatus: status });
-  }
-  return new LedgerTransportError(
-    detail?.code ?? 'read_api_unavailable',
-    detail?.message ?? `the event stream's handshake was refused with ${status}`,
-    { httpStatus: status },
-  );
+  return new LedgerTransportError('read_api_unavailable', `the event stream's handshake was refused with ${status}`);
 }
