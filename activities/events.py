@@ -2,9 +2,9 @@
 
 The journal transaction and its outbox rows commit together (``ledger_db``). Then:
 
-- the ``publish`` activity sends one transaction's unsent events and marks them sent. The
-  HoldWorkflow starts it beside the saga with a short retry policy of its own, so a bus outage
-  never blocks or fails a hold;
+- the ledger step's activity that committed them sends them right away and marks them sent,
+  best effort (:meth:`EventPublisher.publish_best_effort`): a bus outage never blocks, slows or
+  fails a hold. (The ``publish`` activity does the same for the frozen first HoldWorkflow.);
 - the relay (:func:`relay_unsent`, :func:`relay_outbox` for the CLI, and a periodic task in the
   worker) sends whatever is still unsent: a crash between publish and mark, or an outage.
 
@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 # relay of a crash or an outage of ordinary length; consumers dedupe by event ID beyond it.
 DUPLICATE_WINDOW_SECONDS = 3600.0
 PUBLISH_ACK_TIMEOUT_SECONDS = 5.0
+# After a failed best-effort publish the bus is left alone this long: during an outage the ledger
+# steps do not each wait for a connection timeout; the relay sends what they leave.
+BEST_EFFORT_PAUSE_SECONDS = 5.0
 RELAY_BATCH_SIZE = 100
 # One relay run sends at most this many batches; the next run continues where it stopped.
 RELAY_BATCHES_MAX = 100
@@ -106,6 +110,7 @@ class EventPublisher:
         self._client: NatsClient | None = None
         self._jetstream: JetStreamContext | None = None
         self._lock = asyncio.Lock()
+        self._paused_until = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -185,6 +190,21 @@ class EventPublisher:
             await self._reset()
             raise
         return published
+
+    async def publish_best_effort(self, events: Sequence[Event]) -> list[str]:
+        """Publishes what it can now; returns the IDs sent. Never raises for a bus failure.
+
+        After a failure it does not try again for ``BEST_EFFORT_PAUSE_SECONDS``, so that an
+        outage costs one connection timeout, not one per ledger step.
+        """
+        if not self.enabled or not events or time.monotonic() < self._paused_until:
+            return []
+        try:
+            return await self.publish(events)
+        except Exception as error:
+            self._paused_until = time.monotonic() + BEST_EFFORT_PAUSE_SECONDS
+            log.warning("events left to the relay, the bus did not take them: %s", error)
+            return []
 
     async def close(self) -> None:
         async with self._lock:

@@ -87,7 +87,7 @@ async def saga(
     time_skipping_env: WorkflowEnvironment, ledger: Ledger, task_queue: str
 ) -> AsyncIterator[Saga]:
     """A worker on a fresh task queue of the time-skipping server, and a client for it."""
-    async for saga in _saga(time_skipping_env, ledger, task_queue, update_with_start=False):
+    async for saga in _saga(time_skipping_env, ledger, task_queue, update_with_start=True):
         yield saga
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -156,3 +159,35 @@ async def wait_for_hold(saga: Saga, hold_id: str, *, tenant_id: str) -> Any:
             if "No completion event found" not in str(error):
                 raise
     raise AssertionError(f"hold {hold_id} did not end")
+
+
+def local_activities(history: WorkflowHistory) -> list[dict[str, Any]]:
+    """The local activities a history recorded (their marker data: type, attempt...), in order."""
+    found = []
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        details = event.marker_recorded_event_attributes.details
+        data = json.loads(details["data"].payloads[0].data)
+        data["failed"] = event.marker_recorded_event_attributes.HasField("failure")
+        found.append(data)
+    return found
+
+
+def count_events(history: WorkflowHistory, event_type: EventType.ValueType) -> int:
+    return sum(1 for event in history.events if event.event_type == event_type)
+
+
+def workflow_task_failures(history: WorkflowHistory) -> list[str]:
+    """The failure messages of every failed workflow task: none is the only right answer."""
+    return [
+        event.workflow_task_failed_event_attributes.failure.message
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+
+
+async def history_of(saga: Saga, hold_id: str) -> WorkflowHistory:
+    from ledger_db.ids import hold_workflow_id
+
+    return await saga.env.client.get_workflow_handle(hold_workflow_id(hold_id)).fetch_history()
