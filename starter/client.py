@@ -314,7 +314,7 @@ class LedgerClient:
                 # The start's own outcome carries the same error: take it, so that asyncio
                 # does not log it as never retrieved.
                 with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(operation.workflow_handle(), 0)
+                    await asyncio.wait_for(operation.workflow_handle(), 1)
                 raise
         handle = await self.temporal.start_workflow(HOLD_WORKFLOW_TYPE, request, **start_options)
         return await handle.execute_update(HoldWorkflow.freeze, request)

@@ -90,8 +90,9 @@ async def test_freeze_with_the_database_down_is_ledger_unavailable_then_the_key_
         # The database is back: the same key freezes (the failed run let the ID be reused).
         async with build_worker(time_skipping_env.client, ledger, task_queue=task_queue):
             hold = await _freeze(client, tenant)
-        assert hold.hold_id == hold_id and hold.state is HoldState.ACTIVE  # type: ignore[attr-defined]
-        assert hold_kinds(ledger, tenant.tenant_id, hold_id) == ["freeze"]
+            assert hold.hold_id == hold_id and hold.state is HoldState.ACTIVE  # type: ignore[attr-defined]
+            await client.release_hold(hold_id, tenant_id=tenant.tenant_id, idempotency_key="r")
+        assert hold_kinds(ledger, tenant.tenant_id, hold_id) == ["freeze", "release"]
     finally:
         down.close()
         await client.close()
