@@ -310,7 +310,7 @@ class LedgerClient:
                 return await self.temporal.execute_update_with_start_workflow(
                     HoldWorkflow.freeze, request, start_workflow_operation=operation
                 )
-            except BaseException:
+            except (WorkflowAlreadyStartedError, RPCError):
                 # The start's own outcome carries the same error: take it, so that asyncio
                 # does not log it as never retrieved.
                 with contextlib.suppress(BaseException):
@@ -493,9 +493,15 @@ class LedgerClient:
     async def _within_deadline(self, what: str, call: Awaitable[T]) -> T:
         """``call``'s answer, or ``ledger_unavailable`` once ``answer_deadline`` has passed."""
         seconds = self.answer_deadline.total_seconds()
+        # A timeout scope rather than wait_for: no second task, so a caller's own deadline or
+        # cancellation reaches the call unchanged (the SDK reports it as its own error type).
+        deadline = asyncio.timeout(seconds)
         try:
-            return await asyncio.wait_for(call, seconds)
+            async with deadline:
+                return await call
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            if not deadline.expired():
+                raise
             raise LedgerUnavailable(
                 f"{what}: no answer within {seconds:g} s (is a worker running?); it may still "
                 "complete: send the same request again with the same idempotency key"

@@ -140,6 +140,7 @@ EXIT_CODES: Mapping[str, int] = {
     # A service the command needs is down or missing; retrying later may work.
     "temporal_unavailable": EXIT_UNAVAILABLE,
     "worker_unavailable": EXIT_UNAVAILABLE,
+    "ledger_unavailable": EXIT_UNAVAILABLE,
     "database_unavailable": EXIT_UNAVAILABLE,
     "binary_not_found": EXIT_UNAVAILABLE,
     "relay_unavailable": EXIT_UNAVAILABLE,

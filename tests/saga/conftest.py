@@ -8,6 +8,8 @@ a missing binary fails the tests (it never skips them).
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -72,6 +74,23 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def worker_processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes a test starts; any still alive at the end are stopped."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 @pytest.fixture

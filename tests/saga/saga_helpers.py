@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from activities.faults import FaultInjector
 from ledger_db import Ledger
 from starter.client import LedgerClient
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.prefix) / "bin"
 TEST_SERVER = VENV_BIN / "temporal-test-server"
 DEV_SERVER = VENV_BIN / "temporal"
@@ -191,3 +194,33 @@ async def history_of(saga: Saga, hold_id: str) -> WorkflowHistory:
     from ledger_db.ids import hold_workflow_id
 
     return await saga.env.client.get_workflow_handle(hold_workflow_id(hold_id)).fetch_history()
+
+
+def start_worker_process(
+    env: WorkflowEnvironment,
+    database_url: str,
+    task_queue: str,
+    log_path: Path,
+    extra_environment: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``python worker.py`` in its own process, configured from the environment as a user's."""
+    config = env.client.service_client.config
+    environment = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": config.target_host,
+        "TEMPORAL_NAMESPACE": env.client.namespace,
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_TASK_QUEUE": task_queue,
+        "NATS_URL": "",
+        "PYTHONPATH": str(REPOSITORY),
+        **(extra_environment or {}),
+    }
+    # The child keeps its own descriptor of the log; ours is closed right away.
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(REPOSITORY / "worker.py")],
+            cwd=REPOSITORY,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

@@ -5,15 +5,11 @@ killed between freeze and capture, a transient activity fault, search attributes
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from saga_helpers import (
     Saga,
     Tenant,
@@ -25,6 +21,7 @@ from saga_helpers import (
     history_of,
     hold_kinds,
     local_activities,
+    start_worker_process,
     unique,
     workflow_task_failures,
 )
@@ -226,47 +223,6 @@ async def test_transient_fault_after_commit_is_retried_without_double_posting(
 # ---------------------------------------------------------------------------------------------
 
 
-def _start_worker_process(
-    env: WorkflowEnvironment, database_url: str, task_queue: str, log_path: Path
-) -> subprocess.Popen[bytes]:
-    config = env.client.service_client.config
-    environment = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": config.target_host,
-        "TEMPORAL_NAMESPACE": env.client.namespace,
-        "LEDGER_DATABASE_URL": database_url,
-        "LEDGER_TASK_QUEUE": task_queue,
-        "NATS_URL": "",
-        "PYTHONPATH": str(REPOSITORY),
-    }
-    # The child keeps its own descriptor of the log; ours is closed right away.
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, str(REPOSITORY / "worker.py")],
-            cwd=REPOSITORY,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def worker_processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
-    """Worker processes a test starts; any still alive at the end are stopped."""
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        yield processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-
-
 async def test_worker_killed_between_freeze_and_capture(
     dev_env: WorkflowEnvironment,
     ledger: Ledger,
@@ -279,7 +235,7 @@ async def test_worker_killed_between_freeze_and_capture(
     config = ClientConfig(task_queue=task_queue, nats=NatsSettings())
     client = await LedgerClient.connect(config, temporal=dev_env.client, ledger=ledger)
     log_path = tmp_path / "workers.log"
-    first = _start_worker_process(dev_env, sqlite_url, task_queue, log_path)
+    first = start_worker_process(dev_env, sqlite_url, task_queue, log_path)
     worker_processes.append(first)
     holds = []
     for index in range(3):
@@ -311,7 +267,7 @@ async def test_worker_killed_between_freeze_and_capture(
     )
     await asyncio.sleep(1.0)
     assert not any(task.done() for task in [*captures, release])
-    second = _start_worker_process(dev_env, sqlite_url, task_queue, log_path)
+    second = start_worker_process(dev_env, sqlite_url, task_queue, log_path)
     worker_processes.append(second)
     await asyncio.wait_for(asyncio.gather(*captures, release), timeout=60)
     finals = [
