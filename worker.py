@@ -12,8 +12,8 @@ and the ledger's counters (``ledger_holds_frozen``, ``ledger_holds_captured``,
 ``ledger_business_errors`` and ``ledger_requests_refused`` by code...).
 
 Both HoldWorkflow types run here: ``HoldWorkflowV2`` (``workflows.hold``) for new holds and the
-frozen ``HoldWorkflow`` (``workflows.legacy``) for holds started before it. Activity slots (local
-and regular) are as many as the ledger has database connections (``ledger_capacity``).
+frozen ``HoldWorkflow`` (``workflows.legacy``) for holds started before it. Local activity slots
+are as many as the database serves calls at once (``ledger_capacity``), regular ones a few more.
 
     python worker.py            # or: compute-ledger worker
 
@@ -67,6 +67,7 @@ log = logging.getLogger("compute_ledger.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 METRICS_ADDRESS_VARIABLE = "LEDGER_METRICS_ADDRESS"
+BATCH_ACTIVITY_SLOTS = 4
 # The lean HoldWorkflow for new holds, and the first one until the holds it started have ended.
 HOLD_WORKFLOWS: tuple[type, ...] = (HoldWorkflow, HoldWorkflowV1)
 
@@ -127,10 +128,14 @@ def build_worker(
         extra_workflows.extend(contributed_workflows)
         extra_activities.extend(contributed_activities)
     worker_options.setdefault("graceful_shutdown_timeout", GRACEFUL_SHUTDOWN)
-    # A slot per database connection: an activity that got a slot never waits for a connection,
-    # and no more calls pile up on the database than it serves at once.
-    worker_options.setdefault("max_concurrent_activities", ledger_activities.capacity)
+    # A slot per call the database serves at once: a ledger step that got a slot never waits
+    # for a connection, and no more calls pile up on the database than it serves. Regular
+    # activities get a few more slots for the batch activities, which run long on threads of
+    # their own and must not keep a ledger step's fallback waiting.
     worker_options.setdefault("max_concurrent_local_activities", ledger_activities.capacity)
+    worker_options.setdefault(
+        "max_concurrent_activities", ledger_activities.capacity + BATCH_ACTIVITY_SLOTS
+    )
     return Worker(
         client,
         task_queue=task_queue,

@@ -15,8 +15,9 @@ keep failing); the frozen first HoldWorkflow runs them as regular activities. Ei
 - a :class:`ledger_db.errors.LedgerError` becomes a non-retryable ``ApplicationError`` whose
   type is the stable code; anything else (database unreachable, a crash) is retried.
 
-The database calls run on a thread pool as large as the ledger's connection pool, and the
-worker gives activities that many slots (``ledger_capacity``): no call waits for a connection.
+The database calls run on a thread pool as large as the ledger serves calls at once
+(``ledger_capacity``: the PostgreSQL connection pool; one for SQLite's single writer), and the
+worker gives local activities that many slots: no call waits for a connection or a lock.
 """
 
 from __future__ import annotations
@@ -114,7 +115,14 @@ def step_now(asked: datetime) -> datetime:
 
 
 def ledger_capacity(ledger: Ledger) -> int:
-    """How many database calls the ledger serves at once: its connection pool's size."""
+    """How many database calls the ledger serves at once.
+
+    PostgreSQL: its connection pool (size plus overflow). SQLite: one, because it has one
+    writer at a time; a second thread would only wait inside SQLite's busy handler, which
+    sleeps in steps of up to 100 ms, where a queue in this process hands over at once.
+    """
+    if ledger.engine.dialect.name == "sqlite":
+        return 1
     pool = ledger.engine.pool
     size = getattr(pool, "size", None)
     base = int(size()) if callable(size) else 1

@@ -49,7 +49,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -780,29 +780,32 @@ class HoldWorkflow:
         workflow.set_current_details(self._details())
 
     def _publish_search_attributes(self) -> None:
+        """Upserts the search attributes whose value changed (none: no command at all)."""
         state = self._state
         self._published_phase = state.phase
-        updates: list[SearchAttributeUpdate[Any]] = [sa.LEDGER_HOLD_STATE.value_set(state.phase)]
+        wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
+            (sa.LEDGER_HOLD_STATE, state.phase.value)
+        ]
         if state.request is not None:
-            updates += [
-                sa.LEDGER_TENANT.value_set(state.tenant_id),
-                sa.LEDGER_ACCOUNT.value_set(state.account_id),
-            ]
+            wanted += [(sa.LEDGER_TENANT, state.tenant_id), (sa.LEDGER_ACCOUNT, state.account_id)]
         hold = state.hold
         if hold is not None:
-            updates += [
-                sa.LEDGER_AMOUNT.value_set(
-                    format_minor(hold.amount_minor, state.currency_exponent)
-                ),
-                sa.LEDGER_AMOUNT_MINOR.value_set(hold.amount_minor),
-                sa.LEDGER_CURRENCY.value_set(hold.currency),
-                sa.LEDGER_EXPIRES_AT.value_set(hold.expires_at),
+            wanted += [
+                (sa.LEDGER_AMOUNT, format_minor(hold.amount_minor, state.currency_exponent)),
+                (sa.LEDGER_AMOUNT_MINOR, hold.amount_minor),
+                (sa.LEDGER_CURRENCY, hold.currency),
+                (sa.LEDGER_EXPIRES_AT, hold.expires_at),
             ]
             if hold.payee_account_id is not None:
-                updates.append(sa.LEDGER_PAYEE.value_set(hold.payee_account_id))
+                wanted.append((sa.LEDGER_PAYEE, hold.payee_account_id))
         if state.order_id is not None:
-            updates.append(sa.LEDGER_ORDER.value_set(state.order_id))
-        workflow.upsert_search_attributes(updates)
+            wanted.append((sa.LEDGER_ORDER, state.order_id))
+        current = workflow.info().typed_search_attributes
+        updates: list[SearchAttributeUpdate[Any]] = [
+            key.value_set(value) for key, value in wanted if current.get(key) != value
+        ]
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
     def _details(self) -> str:
         """Markdown for the Web UI's "current details": what a person needs to read the hold."""

@@ -151,14 +151,16 @@ async def test_worker_slots_are_sized_to_the_database_pool(
     time_skipping_env: WorkflowEnvironment, ledger: Ledger, postgres_url: str
 ) -> None:
     from activities.ledger import ledger_capacity
+    from worker import BATCH_ACTIVITY_SLOTS
 
-    # SQLite: a pool of 5 + 10 overflow; PostgreSQL: 10 + 40.
+    # SQLite: one writer at a time; PostgreSQL: its pool of 10 + 40 overflow.
     postgres = Ledger(create_engine(postgres_url))
     try:
-        assert (ledger_capacity(ledger), ledger_capacity(postgres)) == (15, 50)
+        assert (ledger_capacity(ledger), ledger_capacity(postgres)) == (1, 50)
+        for database, capacity in ((ledger, 1), (postgres, 50)):
+            queue = unique("slots")
+            config = build_worker(time_skipping_env.client, database, task_queue=queue).config()
+            assert config["max_concurrent_local_activities"] == capacity
+            assert config["max_concurrent_activities"] == capacity + BATCH_ACTIVITY_SLOTS
     finally:
         postgres.close()
-    capacity = ledger_capacity(ledger)
-    worker = build_worker(time_skipping_env.client, ledger, task_queue="unused")
-    assert worker.config()["max_concurrent_activities"] == capacity
-    assert worker.config()["max_concurrent_local_activities"] == capacity
