@@ -59,6 +59,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from ledger_db import Ledger
 from ledger_db.errors import LedgerError
 from ledger_db.finops import (
+    AuditReport,
     EntryFilter,
     HoldRef,
     WorkflowView,
@@ -354,35 +355,20 @@ class BatchActivities:
     @activity.defn(name=ACTIVITY_CHECK_HOLDS_PAGE)
     async def check_holds_page(self, request: HoldsPageInput) -> HoldsPageResult:
         """One page of holds: the audit's hold checks, with workflows found by visibility."""
-        now = datetime.fromisoformat(request.now_iso)
         after = request.after or ("", "")
         until = await asyncio.to_thread(self._page_end, after, request.page_size)
-        views: dict[str, WorkflowView] | None = None
-        client = self._client()
-        if request.check_workflows and client is not None:
-            refs = await asyncio.to_thread(
-                holds_to_check, self.ledger, scope=request.scope, after=after, until=until
-            )
-            views = await lookup_hold_workflows(client, refs)
-        lookup: Callable[[HoldRef], WorkflowView | None] | None = (
-            None if views is None else (lambda hold: views.get(hold.hold_id))
-        )
-        report = await asyncio.to_thread(
-            run_audit,
-            self.ledger,
-            workflow_lookup=lookup,
-            now=now,
-            scope=request.scope,
-            expiry_grace=timedelta(seconds=request.expiry_grace_seconds),
+        report, expired = await self._audit(
+            ReconcileLedgerInput(
+                scope=request.scope,
+                check_workflows=request.check_workflows,
+                expire_orphans=request.expire_orphans,
+                expiry_grace_seconds=request.expiry_grace_seconds,
+            ),
+            datetime.fromisoformat(request.now_iso),
             verify_journal=False,
             after=after,
             until=until,
         )
-        expired: list[str] = []
-        if request.expire_orphans and report.orphaned_expired_holds:
-            expired = await asyncio.to_thread(
-                expire_orphaned_holds, self.ledger, report.orphaned_expired_holds, now=now
-            )
         problems = _problem_dicts(report.problems)
         path = (
             self._run_directory(request.now_iso, request.run_id)
@@ -402,6 +388,46 @@ class BatchActivities:
             next_after=until,
             report_path=str(path),
         )
+
+    async def _audit(
+        self,
+        options: ReconcileLedgerInput,
+        now: datetime,
+        *,
+        verify_journal: bool = True,
+        after: tuple[str, str] = ("", ""),
+        until: tuple[str, str] | None = None,
+    ) -> tuple[AuditReport, list[str]]:
+        """The audit of the holds in ``(after, until]`` (all by default) against their workflows,
+        and the expiry of the orphaned ones; returns the report and the holds expired."""
+        views: dict[str, WorkflowView] | None = None
+        client = self._client()
+        if options.check_workflows and client is not None:
+            refs = await asyncio.to_thread(
+                holds_to_check, self.ledger, scope=options.scope, after=after, until=until
+            )
+            activity.heartbeat(f"asking about {len(refs)} hold workflows")
+            views = await lookup_hold_workflows(client, refs)
+        lookup: Callable[[HoldRef], WorkflowView | None] | None = (
+            None if views is None else (lambda hold: views.get(hold.hold_id))
+        )
+        report = await asyncio.to_thread(
+            run_audit,
+            self.ledger,
+            workflow_lookup=lookup,
+            now=now,
+            scope=options.scope,
+            expiry_grace=timedelta(seconds=options.expiry_grace_seconds),
+            verify_journal=verify_journal,
+            after=after,
+            until=until,
+        )
+        expired: list[str] = []
+        if options.expire_orphans and report.orphaned_expired_holds:
+            expired = await asyncio.to_thread(
+                expire_orphaned_holds, self.ledger, report.orphaned_expired_holds, now=now
+            )
+        return report, expired
 
     def _page_end(self, after: tuple[str, str], size: int) -> tuple[str, str] | None:
         """The key of the ``size``-th hold after ``after``: the page's last; None when the page
@@ -427,30 +453,8 @@ class BatchActivities:
     @activity.defn(name=ACTIVITY_RECONCILE_LEDGER)
     async def reconcile_ledger(self, request: ReconcileLedgerActivityInput) -> AuditSummary:
         """The whole reconciliation in one activity: runs started before paging call it."""
-        options = request.options
         now = datetime.fromisoformat(request.now_iso)
-        views: dict[str, WorkflowView] | None = None
-        client = self._client()
-        if options.check_workflows and client is not None:
-            refs = await asyncio.to_thread(holds_to_check, self.ledger, scope=options.scope)
-            activity.heartbeat(f"asking about {len(refs)} hold workflows")
-            views = await lookup_hold_workflows(client, refs)
-        lookup: Callable[[HoldRef], WorkflowView | None] | None = (
-            None if views is None else (lambda hold: views.get(hold.hold_id))
-        )
-        report = await asyncio.to_thread(
-            run_audit,
-            self.ledger,
-            workflow_lookup=lookup,
-            now=now,
-            scope=options.scope,
-            expiry_grace=timedelta(seconds=options.expiry_grace_seconds),
-        )
-        expired: list[str] = []
-        if options.expire_orphans and report.orphaned_expired_holds:
-            expired = await asyncio.to_thread(
-                expire_orphaned_holds, self.ledger, report.orphaned_expired_holds, now=now
-            )
+        report, expired = await self._audit(request.options, now)
         path = self._out() / "audit" / f"{now.strftime('%Y%m%dT%H%M%SZ')}.json"
         body = report.model_dump(mode="json")
         body["expired_hold_ids"] = expired

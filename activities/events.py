@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -44,11 +45,14 @@ __all__ = [
     "NatsSettings",
     "event_message",
     "event_subject",
+    "publish_unsent",
     "relay_outbox",
     "relay_unsent",
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # JetStream drops a message whose Nats-Msg-Id it saw within this window. An hour covers any
 # relay of a crash or an outage of ordinary length; consumers dedupe by event ID beyond it.
@@ -227,19 +231,47 @@ class EventActivities:
 
     @activity.defn(name=activity_names.PUBLISH_EVENTS)
     async def publish_transaction_events(self, params: PublishEventsInput) -> int:
-        """Sends one transaction's unsent events and marks them sent; returns how many."""
-        if not self.publisher.enabled:
-            return 0
-        events = await asyncio.to_thread(
-            self.ledger.list_events,
+        """Sends one transaction's unsent events and marks them sent; returns how many.
+
+        (The frozen first HoldWorkflow's step; raises when the bus fails, so it retries.)"""
+        _, sent = await publish_unsent(
+            self.ledger,
+            self.publisher,
+            _in_thread,
+            best_effort=False,
             tenant_id=params.tenant_id,
             transaction_id=params.transaction_id,
-            unsent_only=True,
-            limit=ledger_limits.page_size_max,
         )
-        sent = await self.publisher.publish(events)
-        await asyncio.to_thread(self.ledger.mark_events_sent, sent)
-        return len(sent)
+        return sent
+
+
+async def _in_thread(function: Callable[..., T], /, **kwargs: Any) -> T:
+    return await asyncio.to_thread(functools.partial(function, **kwargs))
+
+
+async def publish_unsent(
+    ledger: Ledger,
+    publisher: EventPublisher,
+    run: Callable[..., Awaitable[Any]],
+    *,
+    best_effort: bool,
+    **where: str,
+) -> tuple[int, int]:
+    """Sends the unsent outbox events ``where`` selects (``hold_id=``, ``transaction_id=``, with
+    ``tenant_id=``) and marks them sent; returns (found, sent). ``run`` calls the ledger off the
+    event loop. Best effort: a bus failure sends nothing and raises nothing."""
+    if not publisher.enabled:
+        return 0, 0
+    events: list[Event] = await run(
+        ledger.list_events, unsent_only=True, limit=ledger_limits.page_size_max, **where
+    )
+    if best_effort:
+        sent = await publisher.publish_best_effort(events)
+    else:
+        sent = await publisher.publish(events)
+    if sent:
+        await run(ledger.mark_events_sent, event_ids=sent)
+    return len(events), len(sent)
 
 
 async def relay_unsent(

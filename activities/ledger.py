@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.events import EventPublisher, NatsSettings
+from activities.events import EventPublisher, NatsSettings, publish_unsent
 from activities.faults import FaultInjector
 from ledger_db import Hold, Ledger
 from ledger_db import limits as ledger_limits
@@ -180,19 +180,15 @@ class LedgerActivities:
 
     async def _publish(self, hold: Hold) -> int:
         """Sends the hold's unsent events now; returns how many are left to the relay."""
-        if not self.publisher.enabled:
-            return 0
-        events = await self._thread(
-            self.ledger.list_events,
+        found, sent = await publish_unsent(
+            self.ledger,
+            self.publisher,
+            self._thread,
+            best_effort=True,
             tenant_id=hold.tenant_id,
             hold_id=hold.hold_id,
-            unsent_only=True,
-            limit=ledger_limits.page_size_max,
         )
-        sent = await self.publisher.publish_best_effort(events)
-        if sent:
-            await self._thread(self.ledger.mark_events_sent, event_ids=sent)
-        return len(events) - len(sent)
+        return found - sent
 
     def _count_committed(self, step: ActivityStep, hold: Hold) -> None:
         currency = hold.currency

@@ -22,6 +22,7 @@ a replay decides the same. The work itself is in ``activities/batch.py``.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -76,6 +77,7 @@ ACTIVITY_GENERATE_STATEMENTS_PAGE = "finops_generate_statements_page"
 ACTIVITY_RECONCILE_BILL = "finops_reconcile_bill"
 
 PAGED_PATCH = "paged-batches"
+ResultT = TypeVar("ResultT")
 PROBLEMS_IN_RESULT_MAX = 100
 FILES_IN_RESULT_MAX = 1000
 
@@ -262,6 +264,19 @@ def previous_month(year: int, month: int) -> str:
     return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
 
 
+async def _page_activity(name: str, argument: BaseModel, result_type: type[ResultT]) -> ResultT:
+    """A page of work: heartbeating, resumed from its last heartbeat when retried."""
+    result: ResultT = await workflow.execute_activity(
+        name,
+        argument,
+        result_type=result_type,
+        start_to_close_timeout=PAGE_TIMEOUT,
+        heartbeat_timeout=PAGE_HEARTBEAT_TIMEOUT,
+        retry_policy=_RETRY,
+    )
+    return result
+
+
 def _time_to_continue(pages_this_run: int, pages_per_run: int) -> bool:
     return pages_this_run >= pages_per_run or workflow.info().is_continue_as_new_suggested()
 
@@ -278,7 +293,7 @@ class ReconcileLedgerWorkflow:
             checked_at=workflow.now().isoformat(), run_id=workflow.info().workflow_id
         )
         if progress.journal is None:
-            journal: JournalCheckResult = await workflow.execute_activity(
+            journal = await _page_activity(
                 ACTIVITY_VERIFY_JOURNAL,
                 JournalCheckInput(
                     full=request.full,
@@ -286,17 +301,14 @@ class ReconcileLedgerWorkflow:
                     checked_at=progress.checked_at,
                     run_id=progress.run_id,
                 ),
-                result_type=JournalCheckResult,
-                start_to_close_timeout=PAGE_TIMEOUT,
-                heartbeat_timeout=PAGE_HEARTBEAT_TIMEOUT,
-                retry_policy=_RETRY,
+                JournalCheckResult,
             )
             progress = progress.model_copy(update={"journal": journal})
         pages_this_run = 0
         while progress.pages_done == 0 or progress.after_hold is not None:
             if _time_to_continue(pages_this_run, request.pages_per_run):
                 workflow.continue_as_new(request.model_copy(update={"progress": progress}))
-            page: HoldsPageResult = await workflow.execute_activity(
+            page = await _page_activity(
                 ACTIVITY_CHECK_HOLDS_PAGE,
                 HoldsPageInput(
                     after=progress.after_hold,
@@ -309,10 +321,7 @@ class ReconcileLedgerWorkflow:
                     run_id=progress.run_id,
                     page_number=progress.pages_done,
                 ),
-                result_type=HoldsPageResult,
-                start_to_close_timeout=PAGE_TIMEOUT,
-                heartbeat_timeout=PAGE_HEARTBEAT_TIMEOUT,
-                retry_policy=_RETRY,
+                HoldsPageResult,
             )
             pages_this_run += 1
             progress = progress.model_copy(
@@ -406,7 +415,7 @@ class MonthlyStatementsWorkflow:
             )
             if not tenants:
                 break
-            written: list[str] = await workflow.execute_activity(
+            written = await _page_activity(
                 ACTIVITY_GENERATE_STATEMENTS_PAGE,
                 StatementsPageInput(
                     tenant_ids=tenants,
@@ -414,10 +423,7 @@ class MonthlyStatementsWorkflow:
                     formats=request.formats,
                     time_field=request.time_field,
                 ),
-                result_type=list[str],
-                start_to_close_timeout=PAGE_TIMEOUT,
-                heartbeat_timeout=PAGE_HEARTBEAT_TIMEOUT,
-                retry_policy=_RETRY,
+                list[str],
             )
             pages_this_run += 1
             progress = progress.model_copy(

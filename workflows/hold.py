@@ -328,7 +328,9 @@ class HoldWorkflow:
                 self._state.claim_resolution("release", None, None)
                 try:
                     result = await self._ledger(
-                        activity_names.RELEASE_HOLD, self._release_input(), caller_waiting=False
+                        activity_names.RELEASE_HOLD,
+                        self._step_input(ReleaseActivityInput),
+                        caller_waiting=False,
                     )
                 except ApplicationError:
                     # Resolved some other way meanwhile: follow the ledger.
@@ -354,12 +356,7 @@ class HoldWorkflow:
             try:
                 result = await self._ledger(
                     activity_names.EXPIRE_HOLD,
-                    ExpireActivityInput(
-                        workflow_id=self._state.workflow_id,
-                        tenant_id=self._state.tenant_id,
-                        hold_id=self._state.hold_id,
-                        now=workflow.now(),
-                    ),
+                    self._step_input(ExpireActivityInput),
                     caller_waiting=False,
                 )
             except ApplicationError:
@@ -378,13 +375,7 @@ class HoldWorkflow:
         try:
             result = await self._ledger(
                 activity_names.FINALIZE_HOLD,
-                FinalizeActivityInput(
-                    workflow_id=self._state.workflow_id,
-                    tenant_id=self._state.tenant_id,
-                    hold_id=self._state.hold_id,
-                    fee_bps=self._state.fee_bps,
-                    now=workflow.now(),
-                ),
+                self._step_input(FinalizeActivityInput, fee_bps=self._state.fee_bps),
                 caller_waiting=False,
             )
         except ApplicationError as error:
@@ -459,13 +450,7 @@ class HoldWorkflow:
             repeat = self._check_extend(request)
             result = await self._ledger(
                 activity_names.EXTEND_HOLD,
-                ExtendActivityInput(
-                    workflow_id=self._state.workflow_id,
-                    tenant_id=self._state.tenant_id,
-                    hold_id=self._state.hold_id,
-                    request=request,
-                    now=workflow.now(),
-                ),
+                self._step_input(ExtendActivityInput, request=request),
                 caller_waiting=True,
             )
             if repeat:
@@ -532,45 +517,42 @@ class HoldWorkflow:
     # -----------------------------------------------------------------------------------------
 
     async def _capture(self, request: CaptureRequest) -> Hold:
-        async with self._ledger_lock:
-            # Validators of concurrent updates may all have passed: check again, in turn.
-            if self._check_capture(request):
-                return await self._repeated_resolution()
-            self._state.claim_resolution(
-                "capture", request.idempotency_key, request.canonical_hash()
-            )
-            try:
-                result = await self._ledger(
-                    activity_names.CAPTURE_HOLD,
-                    CaptureActivityInput(
-                        workflow_id=self._state.workflow_id,
-                        tenant_id=self._state.tenant_id,
-                        hold_id=self._state.hold_id,
-                        request=request,
-                        now=workflow.now(),
-                    ),
-                    caller_waiting=True,
-                )
-            except ApplicationError:
-                # The ledger refused what the rules allowed (e.g. an unknown payee account):
-                # the hold stays active and takes another capture.
-                self._state.give_back_resolution()
-                raise
-            self._adopt(result)
-            return result.hold
+        return await self._resolve(
+            "capture",
+            request,
+            self._check_capture,
+            activity_names.CAPTURE_HOLD,
+            self._step_input(CaptureActivityInput, request=request),
+        )
 
     async def _release(self, request: ReleaseRequest) -> Hold:
+        return await self._resolve(
+            "release",
+            request,
+            self._check_release,
+            activity_names.RELEASE_HOLD,
+            self._step_input(ReleaseActivityInput),
+        )
+
+    async def _resolve(
+        self,
+        step: str,
+        request: CaptureRequest | ReleaseRequest,
+        check: Callable[[Any], bool],
+        activity: str,
+        argument: BaseModel,
+    ) -> Hold:
+        """A caller's capture or release: checked again in its turn, then the one resolution."""
         async with self._ledger_lock:
-            if self._check_release(request):
+            # Validators of concurrent updates may all have passed: check again, in turn.
+            if check(request):
                 return await self._repeated_resolution()
-            self._state.claim_resolution(
-                "release", request.idempotency_key, request.canonical_hash()
-            )
+            self._state.claim_resolution(step, request.idempotency_key, request.canonical_hash())
             try:
-                result = await self._ledger(
-                    activity_names.RELEASE_HOLD, self._release_input(), caller_waiting=True
-                )
+                result = await self._ledger(activity, argument, caller_waiting=True)
             except ApplicationError:
+                # The ledger refused what the rules allowed (e.g. an unknown payee account):
+                # the hold stays active and takes another request.
                 self._state.give_back_resolution()
                 raise
             self._adopt(result)
@@ -582,12 +564,14 @@ class HoldWorkflow:
         assert hold is not None
         return hold.model_copy(update={"replayed": True})
 
-    def _release_input(self) -> ReleaseActivityInput:
-        return ReleaseActivityInput(
+    def _step_input(self, model: type[ModelT], **fields: Any) -> ModelT:
+        """A ledger step's input: this hold, this workflow, ``now``, and ``fields``."""
+        return model(
             workflow_id=self._state.workflow_id,
             tenant_id=self._state.tenant_id,
             hold_id=self._state.hold_id,
             now=workflow.now(),
+            **fields,
         )
 
     # -----------------------------------------------------------------------------------------

@@ -362,19 +362,25 @@ async def test_reconcile_pages_through_holds_and_verifies_from_the_checkpoint(
         ledger.close()
 
 
+def _tenants_with_examples(ledger: Ledger, count: int) -> list[str]:
+    """``count`` tenants, each with the schema's three examples recorded (IDs of their own)."""
+    tenants = [f"tenant-{index}" for index in range(count)]
+    for tenant in tenants:
+        entries = [
+            {key: value for key, value in example.items() if key != "ledger_entry_id"}
+            | {"tenant_id": tenant}
+            for example in EXAMPLES
+        ]
+        ledger.record_entries(entries, tenant_id=tenant, idempotency_key="examples")
+    return tenants
+
+
 async def test_monthly_statements_page_through_tenants_with_continue_as_new(
     time_skipping_env: WorkflowEnvironment, sqlite_url: str, tmp_path: Path
 ) -> None:
     ledger = Ledger.from_url(sqlite_url, clock=lambda: datetime(2025, 1, 20, tzinfo=UTC))
     try:
-        tenants = [f"tenant-{index}" for index in range(5)]
-        for tenant in tenants:
-            entries = [
-                {key: value for key, value in example.items() if key != "ledger_entry_id"}
-                | {"tenant_id": tenant}
-                for example in EXAMPLES
-            ]
-            ledger.record_entries(entries, tenant_id=tenant, idempotency_key="examples")
+        tenants = _tenants_with_examples(ledger, 5)
         result = await run_with_worker(
             time_skipping_env,
             ledger,
@@ -412,14 +418,7 @@ async def test_monthly_statements_resume_after_a_worker_restart(
         return progressed
 
     try:
-        tenants = [f"tenant-{index}" for index in range(5)]
-        for tenant in tenants:
-            entries = [
-                {key: value for key, value in example.items() if key != "ledger_entry_id"}
-                | {"tenant_id": tenant}
-                for example in EXAMPLES
-            ]
-            ledger.record_entries(entries, tenant_id=tenant, idempotency_key="examples")
+        tenants = _tenants_with_examples(ledger, 5)
         request = MonthlyStatementsInput(month="2025-01", formats=["json"], tenant_page_size=10)
         first = Worker(
             time_skipping_env.client,
