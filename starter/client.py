@@ -502,10 +502,16 @@ class LedgerClient:
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
             if not deadline.expired():
                 raise
-            raise LedgerUnavailable(
-                f"{what}: no answer within {seconds:g} s (is a worker running?); it may still "
-                "complete: send the same request again with the same idempotency key"
-            ) from None
+            waited = f"{seconds:g} s"
+        except RPCError as error:
+            # A query or signal's own RPC timeout: no worker answered the query in time.
+            if error.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+                raise
+            waited = f"{_RPC_TIMEOUT.total_seconds():g} s"
+        raise LedgerUnavailable(
+            f"{what}: no answer within {waited} (is a worker running?); it may still "
+            "complete: send the same request again with the same idempotency key"
+        )
 
     async def _final_state(self, workflow_id: str, tenant_id: str) -> HoldWorkflowState:
         handle = self.temporal.get_workflow_handle_for(HoldWorkflow.run, workflow_id)
