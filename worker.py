@@ -5,6 +5,16 @@ Configured from the environment (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
 gracefully on SIGINT/SIGTERM (in-flight activities finish, then the worker leaves). With
 ``NATS_URL`` set it also runs the outbox relay every ``LEDGER_RELAY_INTERVAL_SECONDS``.
 
+``LEDGER_METRICS_ADDRESS`` (e.g. ``0.0.0.0:9464``) serves Prometheus metrics on
+``http://<address>/metrics``: the SDK's own (``temporal_workflow_task_execution_latency``...)
+and the ledger's counters (``ledger_holds_frozen``, ``ledger_holds_captured``,
+``ledger_holds_released``, ``ledger_holds_expired``, ``ledger_hold_amount_minor``,
+``ledger_business_errors`` and ``ledger_requests_refused`` by code...).
+
+Both HoldWorkflow types run here: ``HoldWorkflowV2`` (``workflows.hold``) for new holds and the
+frozen ``HoldWorkflow`` (``workflows.legacy``) for holds started before it. Local activity slots
+are as many as the database serves calls at once (``ledger_capacity``), regular ones a few more.
+
     python worker.py            # or: compute-ledger worker
 
 ``build_worker`` and ``run_worker`` are reused by the CLI (``worker``, ``dev``) and the tests;
@@ -17,6 +27,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -29,6 +40,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.common import SearchAttributeIndexedValueType
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.events import EventActivities, EventPublisher, NatsSettings, relay_unsent
@@ -37,10 +49,14 @@ from activities.ledger import LedgerActivities
 from ledger_db import Ledger
 from starter.config import ClientConfig, connect_temporal
 from workflows.hold import HoldWorkflow
+from workflows.legacy import HoldWorkflowV1
 from workflows.search_attributes import ALL_SEARCH_ATTRIBUTE_KEYS
 
 __all__ = [
+    "HOLD_WORKFLOWS",
+    "METRICS_ADDRESS_VARIABLE",
     "build_worker",
+    "install_prometheus_runtime",
     "main",
     "register_search_attributes",
     "run_relay_periodically",
@@ -50,6 +66,10 @@ __all__ = [
 log = logging.getLogger("compute_ledger.worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+METRICS_ADDRESS_VARIABLE = "LEDGER_METRICS_ADDRESS"
+BATCH_ACTIVITY_SLOTS = 4
+# The lean HoldWorkflow for new holds, and the first one until the holds it started have ended.
+HOLD_WORKFLOWS: tuple[type, ...] = (HoldWorkflow, HoldWorkflowV1)
 
 # Other packages contribute workflows and activities through these optional hooks, so that one
 # worker runs everything: ``WORKFLOWS`` (a sequence of workflow classes) in the workflow module
@@ -93,12 +113,13 @@ def build_worker(
     include_contributions: bool = True,
     **worker_options: Any,
 ) -> Worker:
-    """A worker running HoldWorkflow and its activities (plus contributed ones) on ``ledger``.
+    """A worker running both HoldWorkflow types and their activities (plus contributed ones).
 
     ``client`` must use the pydantic data converter (``starter.client.connect_temporal``).
+    Activity slots default to the ledger's connection capacity, local and regular alike.
     """
     publisher = publisher or EventPublisher(nats or NatsSettings())
-    ledger_activities = LedgerActivities(ledger, faults or FaultInjector.from_env())
+    ledger_activities = LedgerActivities(ledger, faults or FaultInjector.from_env(), publisher)
     event_activities = EventActivities(ledger, publisher)
     extra_workflows: list[type] = list(workflows)
     extra_activities: list[Callable[..., Any]] = list(activities)
@@ -107,10 +128,18 @@ def build_worker(
         extra_workflows.extend(contributed_workflows)
         extra_activities.extend(contributed_activities)
     worker_options.setdefault("graceful_shutdown_timeout", GRACEFUL_SHUTDOWN)
+    # A slot per call the database serves at once: a ledger step that got a slot never waits
+    # for a connection, and no more calls pile up on the database than it serves. Regular
+    # activities get a few more slots for the batch activities, which run long on threads of
+    # their own and must not keep a ledger step's fallback waiting.
+    worker_options.setdefault("max_concurrent_local_activities", ledger_activities.capacity)
+    worker_options.setdefault(
+        "max_concurrent_activities", ledger_activities.capacity + BATCH_ACTIVITY_SLOTS
+    )
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[HoldWorkflow, *extra_workflows],
+        workflows=[*HOLD_WORKFLOWS, *extra_workflows],
         activities=[*ledger_activities.all(), *event_activities.all(), *extra_activities],
         **worker_options,
     )
@@ -139,12 +168,17 @@ async def run_worker(
     ledger: Ledger | None = None,
     faults: FaultInjector | None = None,
     ready: asyncio.Event | None = None,
+    metrics_address: str | None = None,
 ) -> None:
     """Runs the worker (and the relay when a bus is configured) until ``stop_event`` is set.
 
-    Without ``stop_event``, SIGINT and SIGTERM stop it.
+    Without ``stop_event``, SIGINT and SIGTERM stop it. ``metrics_address`` (default
+    ``LEDGER_METRICS_ADDRESS``) serves Prometheus metrics, for the client this call connects.
     """
     config = config or ClientConfig.from_env()
+    metrics_address = metrics_address or os.environ.get(METRICS_ADDRESS_VARIABLE) or None
+    if metrics_address and client is None:
+        install_prometheus_runtime(metrics_address)
     stop = stop_event or asyncio.Event()
     if stop_event is None:
         loop = asyncio.get_running_loop()
@@ -189,6 +223,17 @@ async def run_worker(
         await publisher.close()
         if owns_ledger:
             ledger.close()
+
+
+def install_prometheus_runtime(bind_address: str) -> Runtime:
+    """Makes the process's default Temporal runtime export metrics for Prometheus scraping on
+    ``http://<bind_address>/metrics``; clients connected afterwards (and their workers) use it."""
+    runtime = Runtime(
+        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address))
+    )
+    Runtime.set_default(runtime, error_if_already_set=False)
+    log.info("metrics on http://%s/metrics", bind_address)
+    return runtime
 
 
 _INDEXED_VALUE_TYPES = {

@@ -2,9 +2,9 @@
 
 The journal transaction and its outbox rows commit together (``ledger_db``). Then:
 
-- the ``publish`` activity sends one transaction's unsent events and marks them sent. The
-  HoldWorkflow starts it beside the saga with a short retry policy of its own, so a bus outage
-  never blocks or fails a hold;
+- the ledger step's activity that committed them sends them right away and marks them sent,
+  best effort (:meth:`EventPublisher.publish_best_effort`): a bus outage never blocks, slows or
+  fails a hold. (The ``publish`` activity does the same for the frozen first HoldWorkflow.);
 - the relay (:func:`relay_unsent`, :func:`relay_outbox` for the CLI, and a periodic task in the
   worker) sends whatever is still unsent: a crash between publish and mark, or an outage.
 
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -43,6 +45,7 @@ __all__ = [
     "NatsSettings",
     "event_message",
     "event_subject",
+    "publish_unsent",
     "relay_outbox",
     "relay_unsent",
     "tenant_subjects",
@@ -50,10 +53,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # JetStream drops a message whose Nats-Msg-Id it saw within this window. An hour covers any
 # relay of a crash or an outage of ordinary length; consumers dedupe by event ID beyond it.
 DUPLICATE_WINDOW_SECONDS = 3600.0
 PUBLISH_ACK_TIMEOUT_SECONDS = 5.0
+# After a failed best-effort publish the bus is left alone this long: during an outage the ledger
+# steps do not each wait for a connection timeout; the relay sends what they leave.
+BEST_EFFORT_PAUSE_SECONDS = 5.0
 RELAY_BATCH_SIZE = 100
 # One relay run sends at most this many batches; the next run continues where it stopped.
 RELAY_BATCHES_MAX = 100
@@ -112,6 +120,7 @@ class EventPublisher:
         self._client: NatsClient | None = None
         self._jetstream: JetStreamContext | None = None
         self._lock = asyncio.Lock()
+        self._paused_until = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -192,6 +201,21 @@ class EventPublisher:
             raise
         return published
 
+    async def publish_best_effort(self, events: Sequence[Event]) -> list[str]:
+        """Publishes what it can now; returns the IDs sent. Never raises for a bus failure.
+
+        After a failure it does not try again for ``BEST_EFFORT_PAUSE_SECONDS``, so that an
+        outage costs one connection timeout, not one per ledger step.
+        """
+        if not self.enabled or not events or time.monotonic() < self._paused_until:
+            return []
+        try:
+            return await self.publish(events)
+        except Exception as error:
+            self._paused_until = time.monotonic() + BEST_EFFORT_PAUSE_SECONDS
+            log.warning("events left to the relay, the bus did not take them: %s", error)
+            return []
+
     async def close(self) -> None:
         async with self._lock:
             await self._reset()
@@ -213,19 +237,47 @@ class EventActivities:
 
     @activity.defn(name=activity_names.PUBLISH_EVENTS)
     async def publish_transaction_events(self, params: PublishEventsInput) -> int:
-        """Sends one transaction's unsent events and marks them sent; returns how many."""
-        if not self.publisher.enabled:
-            return 0
-        events = await asyncio.to_thread(
-            self.ledger.list_events,
+        """Sends one transaction's unsent events and marks them sent; returns how many.
+
+        (The frozen first HoldWorkflow's step; raises when the bus fails, so it retries.)"""
+        _, sent = await publish_unsent(
+            self.ledger,
+            self.publisher,
+            _in_thread,
+            best_effort=False,
             tenant_id=params.tenant_id,
             transaction_id=params.transaction_id,
-            unsent_only=True,
-            limit=ledger_limits.page_size_max,
         )
-        sent = await self.publisher.publish(events)
-        await asyncio.to_thread(self.ledger.mark_events_sent, sent)
-        return len(sent)
+        return sent
+
+
+async def _in_thread(function: Callable[..., T], /, **kwargs: Any) -> T:
+    return await asyncio.to_thread(functools.partial(function, **kwargs))
+
+
+async def publish_unsent(
+    ledger: Ledger,
+    publisher: EventPublisher,
+    run: Callable[..., Awaitable[Any]],
+    *,
+    best_effort: bool,
+    **where: str,
+) -> tuple[int, int]:
+    """Sends the unsent outbox events ``where`` selects (``hold_id=``, ``transaction_id=``, with
+    ``tenant_id=``) and marks them sent; returns (found, sent). ``run`` calls the ledger off the
+    event loop. Best effort: a bus failure sends nothing and raises nothing."""
+    if not publisher.enabled:
+        return 0, 0
+    events: list[Event] = await run(
+        ledger.list_events, unsent_only=True, limit=ledger_limits.page_size_max, **where
+    )
+    if best_effort:
+        sent = await publisher.publish_best_effort(events)
+    else:
+        sent = await publisher.publish(events)
+    if sent:
+        await run(ledger.mark_events_sent, event_ids=sent)
+    return len(events), len(sent)
 
 
 async def relay_unsent(

@@ -1,9 +1,16 @@
-"""A test-only fault hook: make chosen activity steps fail transiently, a set number of times.
+"""A test-only fault hook: make chosen activity steps fail, a set number of times.
 
-The fault is raised *after* the ledger committed, which is the hard case for a saga: Temporal
-retries the activity, the ledger answers from its idempotency record, and nothing is posted
-twice. Configured in code (``FaultInjector({"capture": 1})``) or, for a worker in another
-process, through ``LEDGER_TEST_FAULTS`` such as ``capture:1,finalize:2``. Empty by default.
+- :meth:`FaultInjector.fail`: a transient fault raised *after* the ledger committed, which is
+  the hard case for a saga: Temporal retries the activity, the ledger answers from its
+  idempotency record, and nothing is posted twice. Configured in code
+  (``FaultInjector({"capture": 1})``) or, for a worker in another process, through
+  ``LEDGER_TEST_FAULTS`` such as ``capture:1,finalize:2``;
+- :meth:`FaultInjector.refuse`: the ledger's refusal with a given code, *instead of* the call
+  (e.g. a payout refused with ``account_closed``, which no ledger operation can cause yet);
+- :meth:`FaultInjector.make_unavailable`: a transient fault *instead of* the call, as when the
+  database does not answer, for a set number of attempts.
+
+Empty by default.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+
+from ledger_db.errors import error_class_for_code
 
 __all__ = ["FAULTS_ENVIRONMENT_VARIABLE", "FaultInjector", "InjectedFault"]
 
@@ -27,6 +36,8 @@ class FaultInjector:
     def __init__(self, plan: Mapping[str, int] | None = None) -> None:
         self._remaining: dict[str, int] = dict(plan or {})
         self._injected: dict[str, int] = {}
+        self._refusals: dict[str, list[str]] = {}
+        self._unavailable: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -43,6 +54,32 @@ class FaultInjector:
         """Makes ``step`` fail ``times`` more times (after its ledger call committed)."""
         with self._lock:
             self._remaining[step] = self._remaining.get(step, 0) + times
+
+    def refuse(self, step: str, code: str, times: int = 1) -> None:
+        """Makes the next ``times`` calls of ``step`` refused with ``code``, nothing written."""
+        with self._lock:
+            self._refusals.setdefault(step, []).extend([code] * times)
+
+    def make_unavailable(self, step: str, times: int) -> None:
+        """Makes the next ``times`` attempts of ``step`` fail before reaching the ledger."""
+        with self._lock:
+            self._unavailable[step] = self._unavailable.get(step, 0) + times
+
+    def before_call(self, step: str) -> None:
+        """Raises a planned refusal of ``step`` (its ledger error) or unavailability, if any."""
+        with self._lock:
+            if self._unavailable.get(step, 0) > 0:
+                self._unavailable[step] -= 1
+                self._injected[step] = self._injected.get(step, 0) + 1
+                unavailable = True
+            else:
+                unavailable = False
+            planned = self._refusals.get(step)
+            code = planned.pop(0) if planned and not unavailable else None
+        if unavailable:
+            raise InjectedFault(f"injected: the database did not answer the {step}")
+        if code is not None:
+            raise error_class_for_code(code)(f"{step} refused by a test fault ({code})")
 
     def after_commit(self, step: str) -> None:
         """Raises :class:`InjectedFault` if ``step`` still has failures left to inject."""

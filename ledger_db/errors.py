@@ -23,6 +23,7 @@ Every error a caller can cause is a :class:`LedgerError` with a ``code`` that ne
     ├── IdempotencyKeyInvalid      idempotency_key_invalid
     ├── IdempotencyKeyReused       idempotency_key_reused
     ├── InvalidEntry               invalid_entry
+    ├── LedgerUnavailable          ledger_unavailable
     ├── TransactionNotFound        transaction_not_found
     ├── TransactionAlreadyReversed transaction_already_reversed
     ├── UnbalancedTransaction      unbalanced_transaction
@@ -57,6 +58,7 @@ __all__ = [
     "InvalidEntry",
     "JournalIsAppendOnly",
     "LedgerError",
+    "LedgerUnavailable",
     "PayeeRequired",
     "TransactionAlreadyReversed",
     "TransactionNotFound",
@@ -208,6 +210,12 @@ class InvalidEntry(LedgerError):
     code = "invalid_entry"
 
 
+class LedgerUnavailable(LedgerError):
+    """The ledger's database did not answer in time; send the request again, same key."""
+
+    code = "ledger_unavailable"
+
+
 class TransactionNotFound(LedgerError):
     """No such journal transaction in this tenant."""
 
@@ -255,6 +263,7 @@ _BY_CODE: dict[str, type[LedgerError]] = {
         IdempotencyKeyInvalid,
         IdempotencyKeyReused,
         InvalidEntry,
+        LedgerUnavailable,
         TransactionNotFound,
         TransactionAlreadyReversed,
         UnbalancedTransaction,

@@ -47,6 +47,7 @@ __all__ = [
     "GENESIS_HASH",
     "HASH_VERSIONS",
     "HASH_VERSION_CURRENT",
+    "ChainSegment",
     "EntryDraft",
     "TransactionDraft",
     "append",
@@ -54,6 +55,7 @@ __all__ = [
     "iso",
     "transaction_hash",
     "verify",
+    "verify_segment",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -435,34 +437,51 @@ def entry_from_row(row: Any) -> JournalEntry:
     )
 
 
-def _transactions_in_batches(connection: sa.Connection) -> Iterator[Sequence[Any]]:
-    after = 0
-    while True:
+def _transactions_in_batches(
+    connection: sa.Connection, after_sequence: int = 0, transactions_max: int | None = None
+) -> Iterator[Sequence[Any]]:
+    after, left = after_sequence, transactions_max
+    while left is None or left > 0:
+        size = _VERIFY_BATCH_TRANSACTIONS if left is None else min(left, _VERIFY_BATCH_TRANSACTIONS)
         batch = connection.execute(
             sa.select(journal_transactions)
             .where(journal_transactions.c.sequence > after)
             .order_by(journal_transactions.c.sequence)
-            .limit(_VERIFY_BATCH_TRANSACTIONS)
+            .limit(size)
         ).all()
         if not batch:
             return
         yield batch
         after = int(batch[-1].sequence)
+        if left is not None:
+            left -= len(batch)
 
 
-def verify(connection: sa.Connection) -> list[Problem]:
-    """Recomputes the chain, checks every transaction balances, replays every balance, and
-    cross-checks the rows that drive payouts (holds, accounts) against the journal.
+@dataclass(frozen=True)
+class ChainSegment:
+    """What verifying a stretch of the chain found, and where it ended."""
 
-    Returns every problem found, in journal order then by row; an empty list means the books
-    are intact. Never raises on damaged data: what cannot be read is a problem too.
-    """
+    problems: list[Problem]
+    last_sequence: int
+    last_hash: str
+    reached_head: bool
+
+
+def _walk(
+    connection: sa.Connection,
+    after_sequence: int,
+    prev_hash: str,
+    transactions_max: int | None,
+    replayed: dict[tuple[str, str], int],
+    opened: row_audit.AccountJournal | None = None,
+) -> ChainSegment:
+    """Checks the transactions after ``after_sequence`` (all, or ``transactions_max``) against
+    the chain ending in ``prev_hash``, adding each entry to ``replayed`` and, given ``opened``,
+    each account record to it, as it goes."""
     problems: list[Problem] = []
-    expected_sequence = 1
-    prev_hash = GENESIS_HASH
-    replayed: dict[tuple[str, str], int] = defaultdict(int)
-    opened = row_audit.AccountJournal()
-    for batch in _transactions_in_batches(connection):
+    expected_sequence = after_sequence + 1
+    walked = 0
+    for batch in _transactions_in_batches(connection, after_sequence, transactions_max):
         first, last = int(batch[0].sequence), int(batch[-1].sequence)
         entries_by_sequence: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for entry in connection.execute(
@@ -481,28 +500,46 @@ def verify(connection: sa.Connection) -> list[Problem]:
                     prev_hash,
                 )
             )
-            problems.extend(opened.observe(row))
+            if opened is not None:
+                problems.extend(opened.observe(row))
             for posted in entries_by_sequence.get(int(transaction.sequence), []):
                 signed = int(posted["amount_minor"]) * (1 if posted["direction"] == "IN" else -1)
                 replayed[(posted["tenant_id"], posted["account_id"])] += signed
             expected_sequence = int(transaction.sequence) + 1
             prev_hash = transaction.hash
+        walked += len(batch)
+    reached_head = transactions_max is None or walked < transactions_max
+    return ChainSegment(problems, expected_sequence - 1, prev_hash, reached_head)
+
+
+def verify(connection: sa.Connection) -> list[Problem]:
+    """Recomputes the chain, checks every transaction balances, replays every balance, and
+    cross-checks the rows that drive payouts (holds, accounts) against the journal.
+
+    Returns every problem found, in journal order then by row; an empty list means the books
+    are intact. Never raises on damaged data: what cannot be read is a problem too.
+    """
+    replayed: dict[tuple[str, str], int] = defaultdict(int)
+    opened = row_audit.AccountJournal()
+    segment = _walk(connection, 0, GENESIS_HASH, None, replayed, opened)
+    problems = list(segment.problems)
     head = connection.execute(sa.select(journal_head).where(journal_head.c.id == 1)).first()
+    expected = f"{segment.last_sequence}:{segment.last_hash}"
     if head is None:
         problems.append(
             Problem(
                 kind="head_missing",
                 message="journal_head has no row: the ledger cannot append",
-                expected=f"{expected_sequence - 1}:{prev_hash}",
+                expected=expected,
             )
         )
-    elif int(head.last_sequence) != expected_sequence - 1 or head.last_hash != prev_hash:
+    elif int(head.last_sequence) != segment.last_sequence or head.last_hash != segment.last_hash:
         problems.append(
             Problem(
                 kind="head_mismatch",
                 message="journal head does not point at the last transaction",
                 journal_sequence=int(head.last_sequence),
-                expected=f"{expected_sequence - 1}:{prev_hash}",
+                expected=expected,
                 actual=f"{head.last_sequence}:{head.last_hash}",
             )
         )
@@ -511,6 +548,37 @@ def verify(connection: sa.Connection) -> list[Problem]:
     problems.extend(row_audit.verify_accounts(connection, opened))
     problems.extend(row_audit.verify_holds(connection))
     return problems
+
+
+def verify_segment(
+    connection: sa.Connection, *, after_sequence: int, prev_hash: str, transactions_max: int
+) -> ChainSegment:
+    """Verifies the chain from a verified position on (``after_sequence`` whose hash was
+    ``prev_hash``): at most ``transactions_max`` transactions, each checked as :func:`verify`
+    checks it (sequence, link, hash, entries, balance). Balances, hold buckets and the rows that
+    drive payouts are whole-book checks and stay :func:`verify`'s. A position whose transaction
+    no longer has that hash is a ``chain_broken`` problem at it."""
+    problems: list[Problem] = []
+    if after_sequence:
+        stored = connection.execute(
+            sa.select(journal_transactions.c.hash).where(
+                journal_transactions.c.sequence == after_sequence
+            )
+        ).scalar()
+        if stored != prev_hash:
+            problems.append(
+                Problem(
+                    kind="chain_broken",
+                    message="the verified position's transaction changed since it was verified",
+                    journal_sequence=after_sequence,
+                    expected=prev_hash,
+                    actual=stored,
+                )
+            )
+    segment = _walk(connection, after_sequence, prev_hash, transactions_max, defaultdict(int))
+    return ChainSegment(
+        problems + segment.problems, segment.last_sequence, segment.last_hash, segment.reached_head
+    )
 
 
 _KNOWN_KINDS = frozenset(kind.value for kind in TransactionKind)

@@ -88,6 +88,7 @@ from ledger_db.models import (
 )
 from ledger_db.money import CurrencyRegistry, canonical_decimal, default_registry, parse_amount
 from ledger_db.row_audit import account_attributes
+from ledger_db.rules import holds as hold_rules
 from ledger_db.schema import (
     accounts,
     holds,
@@ -1625,6 +1626,66 @@ class Ledger:
             return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
 
         return self._write(operation, tenant_id, idempotency_key, request, Hold, write, now)
+
+    def extend_hold(
+        self,
+        hold_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Hold:
+        """Moves an active hold's expiry later: ``ttl_seconds`` from ``now`` (as at freeze) or
+        to ``expires_at``; exactly one of them. Writes a ``HOLD_EXTENDED`` event.
+
+        No money moves, so there is no journal transaction: the extension is recorded by its
+        idempotency key (the request and the resulting hold) and by its outbox event.
+        """
+        check_tenant_id(tenant_id)
+        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
+        check_idempotency_key(idempotency_key)
+        if ttl_seconds is not None:
+            check_ttl_seconds(ttl_seconds)
+        if expires_at is not None:
+            check_instant(expires_at, "expires_at")
+        now = self._check_now(now)
+        request = {"hold_id": hold_id, "ttl_seconds": ttl_seconds, "expires_at": iso(expires_at)}
+        # The event's identity: what a transaction ID is to the other operations' events.
+        operation_id = derive_transaction_id(tenant_id, idempotency_key, "extend_hold")
+
+        def write(conn: sa.Connection, recorded_at: datetime) -> Hold:
+            at = now or recorded_at
+            hold = self._hold_from_row(self._lock_hold(conn, tenant_id, hold_id))
+            new_expires_at = hold_rules.check_extend(
+                hold, ttl_seconds=ttl_seconds, expires_at=expires_at, now=at
+            )
+            self._update_hold(conn, tenant_id, hold_id, expires_at=new_expires_at)
+            conn.execute(
+                outbox_events.insert().values(
+                    event_id=derive_event_id(operation_id, "HOLD_EXTENDED"),
+                    type="HOLD_EXTENDED",
+                    version=EVENT_VERSION,
+                    tenant_id=tenant_id,
+                    occurred_at=at,
+                    hold_id=hold_id,
+                    order_id=None,
+                    account_id=hold.account_id,
+                    transaction_id=None,
+                    payload={
+                        "hold_id": hold_id,
+                        "account_id": hold.account_id,
+                        "held": self._money(hold.amount_minor, hold.currency),
+                        "previous_expires_at": iso(hold.expires_at),
+                        "expires_at": iso(new_expires_at),
+                    },
+                    sent_at=None,
+                )
+            )
+            return self._hold_from_row(self._get_hold_row(conn, tenant_id, hold_id))
+
+        return self._write("extend_hold", tenant_id, idempotency_key, request, Hold, write, now)
 
     @staticmethod
     def _check_unresolved(hold: Any) -> None:

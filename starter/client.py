@@ -9,9 +9,10 @@ Every failure surfaces as a :class:`ledger_db.errors.LedgerError` subclass with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
@@ -20,6 +21,7 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -27,7 +29,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from ledger_db import (
@@ -43,6 +45,7 @@ from ledger_db.errors import (
     HoldNotFound,
     IdempotencyKeyReused,
     LedgerError,
+    LedgerUnavailable,
     error_class_for_code,
 )
 from ledger_db.ids import derive_hold_id, hold_workflow_id
@@ -50,12 +53,20 @@ from ledger_db.money import canonical_decimal
 from ledger_db.validation import check_idempotency_key, check_tenant_id
 from starter.config import ClientConfig, connect_temporal
 from workflows import search_attributes as sa
-from workflows.hold import HoldWorkflow
+from workflows.hold import (
+    HOLD_WORKFLOW_TYPE,
+    LEDGER_ANSWER_TIMEOUT,
+    LEDGER_CALL_TIMEOUT,
+    HoldWorkflow,
+)
 from workflows.models import (
+    ALREADY_RESOLVED_CODE,
     CaptureRequest,
+    ExtendRequest,
     FreezeRequest,
     HoldWorkflowState,
     ReleaseRequest,
+    RetryPayoutRequest,
     canonical_amount,
     is_repeat,
     resolution_conflict,
@@ -66,6 +77,15 @@ from workflows.models import (
 __all__ = ["ClientConfig", "LedgerClient", "connect_temporal", "ledger_error_from"]
 
 T = TypeVar("T")
+
+# The workflow answers a caller within its outage budget (local attempts, then the regular
+# activity's); the client waits a little longer so that the workflow's ``ledger_unavailable``,
+# not the client's deadline, is what a caller normally sees.
+DEFAULT_ANSWER_DEADLINE = LEDGER_CALL_TIMEOUT + LEDGER_ANSWER_TIMEOUT + timedelta(seconds=15)
+# One query or signal RPC.
+_RPC_TIMEOUT = timedelta(seconds=30)
+
+_HoldRequest = CaptureRequest | ReleaseRequest | ExtendRequest | RetryPayoutRequest
 
 
 def ledger_error_from(error: BaseException) -> LedgerError | None:
@@ -161,6 +181,11 @@ class LedgerClient:
     # The saga.
     # -----------------------------------------------------------------------------------------
 
+    # A caller waits at most this long for a hold operation's answer (the workflow's own budget
+    # for a database outage plus queueing); then ``ledger_unavailable``, and the same request
+    # under the same key may be sent again. Settable per client.
+    answer_deadline: timedelta = DEFAULT_ANSWER_DEADLINE
+
     async def freeze(
         self,
         account_id: str,
@@ -183,7 +208,8 @@ class LedgerClient:
 
         The same key and request again returns the same hold (``replayed=True``); the same key
         with another request raises ``idempotency_key_reused``; a rejected freeze raises its
-        code and leaves no hold and no running workflow.
+        code and leaves no hold and no running workflow. ``fee_bps`` (None: the ledger's
+        default as of the freeze) is recorded in the hold: its payout uses that fee.
         """
         check_tenant_id(tenant_id)
         check_idempotency_key(idempotency_key)
@@ -207,30 +233,46 @@ class LedgerClient:
         start_options: dict[str, Any] = {
             "id": workflow_id,
             "task_queue": self.config.task_queue,
+            "result_type": HoldWorkflowState,
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-            # A hold that existed stays final; a rejected (failed) freeze may be sent again.
+            # A hold that existed stays final; a rejected (failed) freeze may be sent again, and
+            # a terminated or cancelled run is followed by one that reads what became of it.
             "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             "search_attributes": _initial_search_attributes(request),
-            "static_summary": _summary(request),
-            "static_details": _static_details(request),
+            # People read the amount as the caller wrote it ("40.00"), not canonical ("40").
+            "static_summary": _summary(request, str(amount)),
+            "static_details": _static_details(request, str(amount)),
         }
         try:
-            if self.config.update_with_start:
-                operation = WithStartWorkflowOperation(HoldWorkflow.run, request, **start_options)
-                return await self.temporal.execute_update_with_start_workflow(
-                    HoldWorkflow.freeze, request, start_workflow_operation=operation
-                )
-            handle = await self.temporal.start_workflow(HoldWorkflow.run, request, **start_options)
-            return await handle.execute_update(HoldWorkflow.freeze, request)
+            return await self._within_deadline("freeze", self._start_freeze(request, start_options))
         except WorkflowAlreadyStartedError:
             return await self._freeze_after_end(workflow_id, request)
         except WorkflowUpdateFailedError as error:
             raise _mapped(error) from error
         except RPCError as error:
-            if error.status is not RPCStatusCode.NOT_FOUND:
+            # The time-skipping test server reports a closed run's ID as ALREADY_EXISTS; NOT_FOUND:
+            # the run ended between start and update (a fast rejection). Read its outcome.
+            if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.ALREADY_EXISTS):
                 raise
-            # The run ended between start and update (a fast rejection): read its outcome.
             return await self._freeze_after_end(workflow_id, request)
+
+    async def _start_freeze(self, request: FreezeRequest, start_options: dict[str, Any]) -> Hold:
+        if self.config.update_with_start:
+            operation: WithStartWorkflowOperation[Any, HoldWorkflowState] = (
+                WithStartWorkflowOperation(HOLD_WORKFLOW_TYPE, request, **start_options)
+            )
+            try:
+                return await self.temporal.execute_update_with_start_workflow(
+                    HoldWorkflow.freeze, request, start_workflow_operation=operation
+                )
+            except (WorkflowAlreadyStartedError, RPCError):
+                # The start's own outcome carries the same error: take it, so that asyncio
+                # does not log it as never retrieved.
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(operation.workflow_handle(), 1)
+                raise
+        handle = await self.temporal.start_workflow(HOLD_WORKFLOW_TYPE, request, **start_options)
+        return await handle.execute_update(HoldWorkflow.freeze, request)
 
     async def _freeze_after_end(self, workflow_id: str, request: FreezeRequest) -> Hold:
         state = await self._final_state(workflow_id, request.tenant_id)
@@ -254,7 +296,7 @@ class LedgerClient:
         payee_account_id: str | None = None,
     ) -> Hold:
         """Captures a hold (all, or ``amount``) for an order; returns after the capture
-        committed (the payout to the payee follows in the workflow)."""
+        committed (the payout to the payee follows in the same workflow task)."""
         check_idempotency_key(idempotency_key)
         request = CaptureRequest(
             tenant_id=tenant_id,
@@ -263,22 +305,45 @@ class LedgerClient:
             amount=None if amount is None else _amount_text(amount),
             payee_account_id=payee_account_id,
         )
-        return await self._resolve(hold_id, "capture", request)
+        return await self._update(hold_id, "capture", request)
 
     async def release_hold(self, hold_id: str, *, tenant_id: str, idempotency_key: str) -> Hold:
         """Releases a hold; returns after the release committed."""
         check_idempotency_key(idempotency_key)
         request = ReleaseRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
-        return await self._resolve(hold_id, "release", request)
+        return await self._update(hold_id, "release", request)
 
-    async def _resolve(
-        self, hold_id: str, step: str, request: CaptureRequest | ReleaseRequest
+    async def extend_hold(
+        self,
+        hold_id: str,
+        *,
+        tenant_id: str,
+        idempotency_key: str,
+        ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
     ) -> Hold:
+        """Moves an active hold's expiry later: ``ttl_seconds`` from now, or to ``expires_at``
+        (exactly one). The workflow's expiry timer follows; ``LedgerExpiresAt`` too."""
+        check_idempotency_key(idempotency_key)
+        request = ExtendRequest(
+            tenant_id=tenant_id,
+            idempotency_key=idempotency_key,
+            ttl_seconds=ttl_seconds,
+            expires_at=expires_at,
+        )
+        return await self._update(hold_id, "extend", request)
+
+    async def retry_payout(self, hold_id: str, *, tenant_id: str, idempotency_key: str) -> Hold:
+        """Tries a refused payout (phase ``payout_failed``) again, e.g. once the payee's account
+        is usable; returns the paid-out hold, or raises the payout's refusal again."""
+        check_idempotency_key(idempotency_key)
+        request = RetryPayoutRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
+        return await self._update(hold_id, "retry_payout", request)
+
+    async def _update(self, hold_id: str, step: str, request: _HoldRequest) -> Hold:
         handle = self._handle(hold_id)
         try:
-            if isinstance(request, CaptureRequest):
-                return await handle.execute_update(HoldWorkflow.capture, request)
-            return await handle.execute_update(HoldWorkflow.release, request)
+            return await self._within_deadline(step, self._send_update(handle, request))
         except WorkflowUpdateFailedError as error:
             raise _mapped(error) from error
         except RPCError as error:
@@ -286,9 +351,25 @@ class LedgerClient:
                 raise
         # The workflow has ended: answer from its final state, as the workflow would have.
         state = await self._final_state(handle.id, request.tenant_id)
-        self._raise_conflict(state, step, request.idempotency_key, request.canonical_hash())
+        if isinstance(request, CaptureRequest | ReleaseRequest):
+            self._raise_conflict(state, step, request.idempotency_key, request.canonical_hash())
+        elif not (step == "retry_payout" and state.hold is not None and state.hold.finalized):
+            code = ALREADY_RESOLVED_CODE.get(state.resolution or "", "hold_not_found")
+            raise error_class_for_code(code)(f"hold {hold_id} was resolved by {state.resolution}")
         assert state.hold is not None
         return state.hold.model_copy(update={"replayed": True})
+
+    @staticmethod
+    async def _send_update(
+        handle: WorkflowHandle[HoldWorkflow, HoldWorkflowState], request: _HoldRequest
+    ) -> Hold:
+        if isinstance(request, CaptureRequest):
+            return await handle.execute_update(HoldWorkflow.capture, request)
+        if isinstance(request, ReleaseRequest):
+            return await handle.execute_update(HoldWorkflow.release, request)
+        if isinstance(request, ExtendRequest):
+            return await handle.execute_update(HoldWorkflow.extend, request)
+        return await handle.execute_update(HoldWorkflow.retry_payout, request)
 
     async def confirm_order(
         self,
@@ -321,11 +402,11 @@ class LedgerClient:
         self, hold_id: str, step: str, request: CaptureRequest | ReleaseRequest
     ) -> None:
         handle = self._handle(hold_id)
+        name = "confirm_order" if isinstance(request, CaptureRequest) else "cancel_order"
         try:
-            if isinstance(request, CaptureRequest):
-                await handle.signal(HoldWorkflow.confirm_order, request)
-            else:
-                await handle.signal(HoldWorkflow.cancel_order, request)
+            await self._within_deadline(
+                name, handle.signal(name, request, rpc_timeout=_RPC_TIMEOUT)
+            )
             return
         except RPCError as error:
             if error.status is not RPCStatusCode.NOT_FOUND:
@@ -337,7 +418,9 @@ class LedgerClient:
         """The workflow's view of the hold (a query; works after the workflow ended too)."""
         handle = self._handle(hold_id)
         try:
-            state = await handle.query(HoldWorkflow.state)
+            state = await self._within_deadline(
+                "hold state", handle.query(HoldWorkflow.state, rpc_timeout=_RPC_TIMEOUT)
+            )
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise HoldNotFound(f"hold {hold_id} not found", hold_id=hold_id) from None
@@ -346,25 +429,61 @@ class LedgerClient:
             raise HoldNotFound(f"hold {hold_id} not found", hold_id=hold_id)
         return state
 
-    async def wait_for_hold(self, hold_id: str, *, tenant_id: str) -> Hold:
+    async def wait_for_hold(
+        self, hold_id: str, *, tenant_id: str, timeout: timedelta | None = None
+    ) -> Hold:
         """Waits until the hold's workflow ended (captured and paid out, released or expired)
-        and returns the ledger's record of the hold."""
-        await self._final_state(self._handle(hold_id).id, tenant_id)
+        and returns the ledger's record of the hold. ``timeout`` (None: as long as it takes,
+        up to the hold's expiry) raises ``TimeoutError`` when reached; the hold is untouched."""
+        ended = self._final_state(self._handle(hold_id).id, tenant_id)
+        if timeout is None:
+            await ended
+        else:
+            await asyncio.wait_for(ended, timeout.total_seconds())
         return await self.get_hold(hold_id, tenant_id=tenant_id)
 
     def _handle(self, hold_id: str) -> WorkflowHandle[HoldWorkflow, HoldWorkflowState]:
         return self.temporal.get_workflow_handle_for(HoldWorkflow.run, hold_workflow_id(hold_id))
+
+    async def _within_deadline(self, what: str, call: Awaitable[T]) -> T:
+        """``call``'s answer, or ``ledger_unavailable`` once ``answer_deadline`` has passed."""
+        seconds = self.answer_deadline.total_seconds()
+        # A timeout scope rather than wait_for: no second task, so a caller's own deadline or
+        # cancellation reaches the call unchanged (the SDK reports it as its own error type).
+        deadline = asyncio.timeout(seconds)
+        try:
+            async with deadline:
+                return await call
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            if not deadline.expired():
+                raise
+            waited = f"{seconds:g} s"
+        except RPCError as error:
+            # A query or signal's own RPC timeout: no worker answered the query in time.
+            if error.status is not RPCStatusCode.DEADLINE_EXCEEDED:
+                raise
+            waited = f"{_RPC_TIMEOUT.total_seconds():g} s"
+        raise LedgerUnavailable(
+            f"{what}: no answer within {waited} (is a worker running?); it may still "
+            "complete: send the same request again with the same idempotency key"
+        )
 
     async def _final_state(self, workflow_id: str, tenant_id: str) -> HoldWorkflowState:
         handle = self.temporal.get_workflow_handle_for(HoldWorkflow.run, workflow_id)
         try:
             state = await handle.result()
         except WorkflowFailureError as error:
-            mapped = ledger_error_from(error)
-            if mapped is not None and mapped.code != "idempotency_key_reused":
-                # A rejected freeze left no hold.
-                raise HoldNotFound(f"no hold: the freeze was rejected ({mapped.code})") from None
-            raise
+            if isinstance(error.cause, CancelledError):
+                # A cancelled run settled the hold before it ended: its state says how.
+                state = await handle.query(HoldWorkflow.state, rpc_timeout=_RPC_TIMEOUT)
+            else:
+                mapped = ledger_error_from(error)
+                if mapped is not None and mapped.code != "idempotency_key_reused":
+                    # A rejected freeze left no hold.
+                    raise HoldNotFound(
+                        f"no hold: the freeze was rejected ({mapped.code})"
+                    ) from None
+                raise
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise HoldNotFound(f"hold of workflow {workflow_id} not found") from None
@@ -466,19 +585,18 @@ def _initial_search_attributes(request: FreezeRequest) -> TypedSearchAttributes:
     return TypedSearchAttributes(pairs)
 
 
-def _summary(request: FreezeRequest) -> str:
+def _summary(request: FreezeRequest, amount: str) -> str:
     currency = f" {request.currency}" if request.currency else ""
     return (
-        f"Hold {request.amount}{currency} on {request.tenant_id}/{request.account_id} "
-        f"for {request.reason}"
+        f"Hold {amount}{currency} on {request.tenant_id}/{request.account_id} for {request.reason}"
     )
 
 
-def _static_details(request: FreezeRequest) -> str:
+def _static_details(request: FreezeRequest, amount: str) -> str:
     lines: Sequence[str] = [
         f"**tenant** `{request.tenant_id}`  ",
         f"**account** `{request.account_id}`  ",
-        f"**amount** {request.amount}" + (f" {request.currency}" if request.currency else ""),
+        f"**amount** {amount}" + (f" {request.currency}" if request.currency else ""),
         f"**reason** {request.reason}  ",
         f"**ttl** {request.ttl_seconds} s  ",
         f"**idempotency key** `{request.idempotency_key}`  ",

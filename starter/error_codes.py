@@ -129,6 +129,7 @@ ERROR_STATUSES: Mapping[str, ErrorStatus] = {
     # A service the command needs is down, missing or not upgraded; retrying later may work.
     "temporal_unavailable": _UNAVAILABLE,
     "worker_unavailable": _UNAVAILABLE,
+    "ledger_unavailable": _UNAVAILABLE,
     "database_unavailable": _UNAVAILABLE,
     "schema_outdated": _UNAVAILABLE,
     "schema_unknown": _UNAVAILABLE,

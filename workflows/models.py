@@ -3,6 +3,10 @@
 These models cross the Temporal boundary (pydantic data converter) and are imported by the
 workflow sandbox, so this module does no I/O and reads no clock. The ledger's own records
 (``ledger_db.models.Hold``...) are reused as-is.
+
+Every wire model ignores fields it does not know (``extra="ignore"``): a newer client that sends
+one more field must never jam an older worker, which would otherwise fail the workflow task on
+every retry. Fields are only ever added, with defaults, so older payloads keep decoding.
 """
 
 from __future__ import annotations
@@ -10,13 +14,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ledger_db.errors import InvalidAmount
-from ledger_db.models import Hold
+from ledger_db.models import Hold, HoldState
 from ledger_db.money import canonical_decimal
 
 __all__ = [
@@ -25,6 +29,8 @@ __all__ = [
     "CaptureActivityInput",
     "CaptureRequest",
     "ExpireActivityInput",
+    "ExtendActivityInput",
+    "ExtendRequest",
     "FinalizeActivityInput",
     "FreezeActivityInput",
     "FreezeRequest",
@@ -35,6 +41,7 @@ __all__ = [
     "PublishEventsInput",
     "ReleaseActivityInput",
     "ReleaseRequest",
+    "RetryPayoutRequest",
     "canonical_amount",
     "is_repeat",
     "request_hash",
@@ -43,7 +50,7 @@ __all__ = [
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 def canonical_amount(amount: str | None) -> str | None:
@@ -80,7 +87,9 @@ class FreezeRequest(_Model):
     payee_account_id: str | None = None
     order_id: str | None = None
     fee_bps: int | None = Field(
-        default=None, description="platform fee at finalize in basis points; None: the default"
+        default=None,
+        description="platform fee of the payout in basis points; None: the ledger's default "
+        "as of the freeze (recorded in the hold's meta, never read again at finalize)",
     )
     meta: dict[str, Any] = Field(default_factory=dict)
     project_id: str | None = None
@@ -120,8 +129,39 @@ class ReleaseRequest(_Model):
         return request_hash({"step": "release", **self.model_dump(mode="json")})
 
 
+class ExtendRequest(_Model):
+    """Move an active hold's expiry later: ``ttl_seconds`` from the extension's commit (as at
+    freeze), or to ``expires_at``; exactly one of them."""
+
+    tenant_id: str
+    idempotency_key: str
+    ttl_seconds: int | None = None
+    expires_at: datetime | None = None
+
+    def canonical_hash(self) -> str:
+        fields = self.model_dump(mode="json")
+        if self.expires_at is not None:
+            # One instant, one request, whatever time zone it was written in.
+            fields["expires_at"] = self.expires_at.astimezone(UTC).isoformat()
+        return request_hash({"step": "extend", **fields})
+
+
+class RetryPayoutRequest(_Model):
+    """Try a failed payout (``payout_failed``) again, e.g. after the payee's account reopened.
+
+    The payout happens once whatever the key: a retry of a hold paid out already answers with
+    the paid-out hold (``replayed``)."""
+
+    tenant_id: str
+    idempotency_key: str
+
+
 class HoldPhase(enum.StrEnum):
-    """Where a HoldWorkflow is. ``rejected`` means the freeze itself failed: there is no hold."""
+    """Where a HoldWorkflow is. ``rejected`` means the freeze itself failed: there is no hold.
+
+    ``payout_failed``: the capture stands (the money is in escrow) but the payout was refused;
+    the workflow waits for a ``retry_payout`` update.
+    """
 
     FREEZING = "freezing"
     ACTIVE = "active"
@@ -129,6 +169,7 @@ class HoldPhase(enum.StrEnum):
     RELEASING = "releasing"
     EXPIRING = "expiring"
     FINALIZING = "finalizing"
+    PAYOUT_FAILED = "payout_failed"
     CAPTURED = "captured"
     RELEASED = "released"
     EXPIRED = "expired"
@@ -144,8 +185,17 @@ _FINAL_PHASES = frozenset(
 )
 
 
-class HoldWorkflowState(_Model):
-    """What the ``state`` query and the workflow result report about one hold."""
+class HoldWorkflowState(BaseModel):
+    """All of a HoldWorkflow's state in one record: the workflow keeps it and changes it in
+    place; the ``state`` query and the workflow's result return it as it is.
+
+    Only the workflow writes it (one task at a time, deterministically), so it is mutable and
+    not re-validated on assignment. ``claim_resolution`` is the one guard of "a hold resolves
+    once" (invariant 6): whichever step claims it first (capture, release or expire) owns the
+    resolution, and the claim is given back only if the ledger refused that step.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     workflow_id: str
     hold_id: str
@@ -153,8 +203,12 @@ class HoldWorkflowState(_Model):
     account_id: str
     phase: HoldPhase
     request_hash: str
+    request: FreezeRequest | None = Field(default=None, description="the freeze asked for")
     hold: Hold | None = Field(default=None, description="the ledger's latest record of the hold")
     frozen_hold: Hold | None = Field(default=None, description="the hold as the freeze returned it")
+    currency_exponent: int = Field(default=0, description="decimals of the hold's currency")
+    order_id: str | None = None
+    fee_bps: int | None = Field(default=None, description="the payout's fee, fixed at freeze")
     error_code: str | None = Field(default=None, description="why the freeze was rejected")
     error_message: str | None = None
     resolution: str | None = Field(
@@ -162,24 +216,83 @@ class HoldWorkflowState(_Model):
     )
     resolution_idempotency_key: str | None = None
     resolution_request_hash: str | None = None
+    payout_error_code: str | None = Field(
+        default=None, description="why the last payout attempt was refused (payout_failed)"
+    )
+    payout_error_message: str | None = None
     last_signal_error_code: str | None = Field(
         default=None, description="a confirm/cancel signal that could not be applied, and why"
     )
     last_signal_error_message: str | None = None
     events_unpublished: int = Field(
-        default=0, description="publish activities that gave up; the relay sends those events"
+        default=0,
+        description="the hold's events left unsent by its last step; the relay sends them",
     )
+    cancel_requested: bool = Field(
+        default=False, description="the workflow was cancelled: it settles the hold, then ends"
+    )
+    freeze_answers: int = Field(default=0, description="freeze updates answered so far")
+    extensions: dict[str, str] = Field(
+        default_factory=dict, description="idempotency key -> request hash of each extension"
+    )
+
+    def claim_resolution(
+        self, step: str, idempotency_key: str | None, request_hash: str | None
+    ) -> None:
+        """Makes ``step`` the hold's one resolution; a second claim is a programming error."""
+        if self.resolution is not None:
+            raise AssertionError(f"hold {self.hold_id} is resolved by {self.resolution} already")
+        self.resolution = step
+        self.resolution_idempotency_key = idempotency_key
+        self.resolution_request_hash = request_hash
+
+    def give_back_resolution(self) -> None:
+        """The ledger refused the claimed step: the hold is unresolved again."""
+        self.resolution = None
+        self.resolution_idempotency_key = None
+        self.resolution_request_hash = None
+
+    def adopt(self, hold: Hold) -> None:
+        """Takes the ledger's record of the hold as the truth and derives the phase from it."""
+        self.hold = hold
+        if hold.order_id is not None:
+            self.order_id = hold.order_id
+        if hold.state is not HoldState.ACTIVE and self.resolution is None:
+            # Resolved outside this run (an earlier run, the reconciliation, a person).
+            self.resolution = _STEP_OF_STATE[hold.state]
+        if hold.state is HoldState.CAPTURED and not hold.finalized:
+            if self.phase is not HoldPhase.PAYOUT_FAILED:
+                self.phase = HoldPhase.FINALIZING
+        else:
+            self.phase = _PHASE_OF_STATE[hold.state]
+
+
+_PHASE_OF_STATE = {
+    HoldState.ACTIVE: HoldPhase.ACTIVE,
+    HoldState.CAPTURED: HoldPhase.CAPTURED,
+    HoldState.RELEASED: HoldPhase.RELEASED,
+    HoldState.EXPIRED: HoldPhase.EXPIRED,
+}
+
+_STEP_OF_STATE = {
+    HoldState.CAPTURED: "capture",
+    HoldState.RELEASED: "release",
+    HoldState.EXPIRED: "expire",
+}
 
 
 class HoldResult(_Model):
     """What a hold activity returns: the ledger's hold and its currency's number of decimals.
 
     The exponent travels with the hold so that the workflow can check decimal amounts exactly
-    without loading the currency registry inside the sandbox.
+    without loading the currency registry inside the sandbox. ``events_unpublished``: how many of
+    the hold's events were still unsent after the step's activity tried to publish them (the
+    relay sends them); None when the activity did not try (a read).
     """
 
     hold: Hold
     currency_exponent: int
+    events_unpublished: int | None = None
 
 
 ALREADY_RESOLVED_CODE: dict[str, str] = {
@@ -227,6 +340,7 @@ class ActivityStep(enum.StrEnum):
     FINALIZE = "finalize"
     RELEASE = "release"
     EXPIRE = "expire"
+    EXTEND = "extend"
 
 
 class FreezeActivityInput(_Model):
@@ -249,6 +363,14 @@ class FinalizeActivityInput(_Model):
     tenant_id: str
     hold_id: str
     fee_bps: int | None = None
+    now: datetime
+
+
+class ExtendActivityInput(_Model):
+    workflow_id: str
+    tenant_id: str
+    hold_id: str
+    request: ExtendRequest
     now: datetime
 
 

@@ -2,10 +2,14 @@
 
 Pure declarations, imported by the workflow, the client and the worker (which registers them on
 a dev server). Amounts are exact decimal text (Keyword), never a float; ``LedgerAmountMinor``
-(Int) is there for range queries such as ``LedgerAmountMinor > 10000``.
+(Int) is there for range queries such as ``LedgerAmountMinor > 10000``; ``LedgerExpiresAt``
+(Datetime) finds holds expiring soon: ``LedgerHoldState = 'active' AND LedgerExpiresAt <
+'2026-01-01T12:00:00Z'``.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from temporalio.common import SearchAttributeKey
 
@@ -15,6 +19,7 @@ __all__ = [
     "LEDGER_AMOUNT",
     "LEDGER_AMOUNT_MINOR",
     "LEDGER_CURRENCY",
+    "LEDGER_EXPIRES_AT",
     "LEDGER_HOLD_STATE",
     "LEDGER_ORDER",
     "LEDGER_PAYEE",
@@ -29,8 +34,11 @@ LEDGER_CURRENCY = SearchAttributeKey.for_keyword("LedgerCurrency")
 LEDGER_ORDER = SearchAttributeKey.for_keyword("LedgerOrder")
 LEDGER_PAYEE = SearchAttributeKey.for_keyword("LedgerPayee")
 LEDGER_AMOUNT_MINOR = SearchAttributeKey.for_int("LedgerAmountMinor")
+LEDGER_EXPIRES_AT = SearchAttributeKey.for_datetime("LedgerExpiresAt")
 
-ALL_SEARCH_ATTRIBUTE_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
+ALL_SEARCH_ATTRIBUTE_KEYS: tuple[
+    SearchAttributeKey[str] | SearchAttributeKey[int] | SearchAttributeKey[datetime], ...
+] = (
     LEDGER_TENANT,
     LEDGER_ACCOUNT,
     LEDGER_HOLD_STATE,
@@ -39,4 +47,5 @@ ALL_SEARCH_ATTRIBUTE_KEYS: tuple[SearchAttributeKey[str] | SearchAttributeKey[in
     LEDGER_ORDER,
     LEDGER_PAYEE,
     LEDGER_AMOUNT_MINOR,
+    LEDGER_EXPIRES_AT,
 )

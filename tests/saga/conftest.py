@@ -7,11 +7,21 @@ a missing binary fails the tests (it never skips them).
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+# Imported now, before any worker thread exists: CPython 3.11.7's compiler keeps one recursion
+# counter for all threads, and the workflow sandbox compiles modules in worker threads while
+# pytest's assertion rewriting parses them; a module first imported after that (the hypothesis
+# plugin imports hypothesis for its end-of-session summary) then fails with "AST constructor
+# recursion depth mismatch". (Fixed in CPython 3.11.9.)
+import hypothesis  # noqa: F401
 import pytest
 import pytest_asyncio
+import sqlalchemy as sa
 from saga_helpers import (
     DEV_SERVER,
     TEST_SERVER,
@@ -22,12 +32,15 @@ from saga_helpers import (
     unique,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Interceptor
 
 from activities.events import EventPublisher, NatsSettings
 from activities.faults import FaultInjector
 from ledger_db import Ledger
+from ledger_db.ids import hold_workflow_id
+from ledger_db.schema import holds
 from starter.client import ClientConfig, LedgerClient
 from starter.dev import free_port
 from worker import build_worker, register_search_attributes
@@ -72,6 +85,23 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
+@pytest_asyncio.fixture(loop_scope="session")
+async def worker_processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes a test starts; any still alive at the end are stopped."""
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
 @pytest.fixture
 def task_queue() -> str:
     return unique("saga-test")
@@ -100,8 +130,10 @@ def tenant(ledger: Ledger) -> Tenant:
 async def saga(
     time_skipping_env: WorkflowEnvironment, ledger: Ledger, task_queue: str
 ) -> AsyncIterator[Saga]:
-    """A worker on a fresh task queue of the time-skipping server, and a client for it."""
-    async for saga in _saga(time_skipping_env, ledger, task_queue, update_with_start=False):
+    """A worker on a fresh task queue of the time-skipping server, and a client for it.
+
+    The test server (1.40) supports Update-With-Start, so the client uses it there too."""
+    async for saga in _saga(time_skipping_env, ledger, task_queue, update_with_start=True):
         yield saga
 
 
@@ -111,6 +143,20 @@ async def dev_saga(
 ) -> AsyncIterator[Saga]:
     """A worker on a fresh task queue of the dev server, and a client (Update-With-Start)."""
     async for saga in _saga(dev_env, ledger, task_queue, update_with_start=True):
+        yield saga
+
+
+@pytest_asyncio.fixture(loop_scope="session", params=["time_skipping", "dev_server"])
+async def any_saga(
+    request: pytest.FixtureRequest,
+    time_skipping_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment,
+    ledger: Ledger,
+    task_queue: str,
+) -> AsyncIterator[Saga]:
+    """The saga on the time-skipping server, then on a dev server (both Update-With-Start)."""
+    env = time_skipping_env if request.param == "time_skipping" else dev_env
+    async for saga in _saga(env, ledger, task_queue, update_with_start=True):
         yield saga
 
 
@@ -140,5 +186,25 @@ async def _saga(
     )
     async with worker:
         yield Saga(env, client, ledger, task_queue, worker, faults)
+    await _end_open_holds(env, ledger)
     await publisher.close()
     await client.close()
+
+
+async def _end_open_holds(env: WorkflowEnvironment, ledger: Ledger) -> None:
+    """Terminates the workflows of holds a test left open. Their worker is gone: once the
+    session's skipped time reaches their expiry, each would wait for a worker, and the
+    time-skipping server cannot skip time past a workflow task nobody takes."""
+    with ledger.engine.connect() as connection:
+        open_ids = connection.execute(
+            sa.select(holds.c.hold_id).where(
+                sa.or_(
+                    holds.c.state == "active",
+                    sa.and_(holds.c.state == "captured", holds.c.finalized == sa.false()),
+                )
+            )
+        ).scalars()
+        workflow_ids = [hold_workflow_id(hold_id) for hold_id in open_ids]
+    for workflow_id in workflow_ids:
+        with contextlib.suppress(RPCError):
+            await env.client.get_workflow_handle(workflow_id).terminate("test ended")

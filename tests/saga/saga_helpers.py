@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -10,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -22,6 +27,7 @@ from activities.faults import FaultInjector
 from ledger_db import Ledger
 from starter.client import LedgerClient
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.prefix) / "bin"
 TEST_SERVER = VENV_BIN / "temporal-test-server"
 DEV_SERVER = VENV_BIN / "temporal"
@@ -49,7 +55,13 @@ class ServerClock:
 
         class Inbound(ActivityInboundInterceptor):
             async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+                # A regular activity is scheduled by the server, at the server's time; a local
+                # one by the worker, so there the workflow's time is the ``now`` it carries.
                 clock.observe(activity.info().current_attempt_scheduled_time)
+                for argument in input.args:
+                    workflow_now = getattr(argument, "now", None)
+                    if isinstance(workflow_now, datetime):
+                        clock.observe(workflow_now)
                 return await super().execute_activity(input)
 
         class Follow(Interceptor):
@@ -197,3 +209,65 @@ async def wait_for_hold(saga: Saga, hold_id: str, *, tenant_id: str) -> Any:
             if "No completion event found" not in str(error):
                 raise
     raise AssertionError(f"hold {hold_id} did not end")
+
+
+def local_activities(history: WorkflowHistory) -> list[dict[str, Any]]:
+    """The local activities a history recorded (their marker data: type, attempt...), in order."""
+    found = []
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        details = event.marker_recorded_event_attributes.details
+        data = json.loads(details["data"].payloads[0].data)
+        data["failed"] = event.marker_recorded_event_attributes.HasField("failure")
+        found.append(data)
+    return found
+
+
+def count_events(history: WorkflowHistory, event_type: EventType.ValueType) -> int:
+    return sum(1 for event in history.events if event.event_type == event_type)
+
+
+def workflow_task_failures(history: WorkflowHistory) -> list[str]:
+    """The failure messages of every failed workflow task: none is the only right answer."""
+    return [
+        event.workflow_task_failed_event_attributes.failure.message
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+
+
+async def history_of(saga: Saga, hold_id: str) -> WorkflowHistory:
+    from ledger_db.ids import hold_workflow_id
+
+    return await saga.env.client.get_workflow_handle(hold_workflow_id(hold_id)).fetch_history()
+
+
+def start_worker_process(
+    env: WorkflowEnvironment,
+    database_url: str,
+    task_queue: str,
+    log_path: Path,
+    extra_environment: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``python worker.py`` in its own process, configured from the environment as a user's."""
+    config = env.client.service_client.config
+    environment = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": config.target_host,
+        "TEMPORAL_NAMESPACE": env.client.namespace,
+        "LEDGER_DATABASE_URL": database_url,
+        "LEDGER_TASK_QUEUE": task_queue,
+        "NATS_URL": "",
+        "PYTHONPATH": str(REPOSITORY),
+        **(extra_environment or {}),
+    }
+    # The child keeps its own descriptor of the log; ours is closed right away.
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, str(REPOSITORY / "worker.py")],
+            cwd=REPOSITORY,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )

@@ -5,25 +5,27 @@ killed between freeze and capture, a transient activity fault, search attributes
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from saga_helpers import (
     Saga,
     Tenant,
     assert_books_intact,
     balances,
+    count_events,
     event_types,
     expected_balances,
+    history_of,
     hold_kinds,
+    local_activities,
+    start_worker_process,
     unique,
+    workflow_task_failures,
 )
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from activities.events import NatsSettings
@@ -202,63 +204,23 @@ async def test_transient_fault_after_commit_is_retried_without_double_posting(
         escrow="0.00",
         revenue="0.30",
     )
-    history = await dev_saga.env.client.get_workflow_handle(
-        hold_workflow_id(hold.hold_id)
-    ).fetch_history()
-    failed_attempts = [
-        event
-        for event in history.events
-        if event.HasField("activity_task_started_event_attributes")
-        and event.activity_task_started_event_attributes.attempt > 1
+    history = await history_of(dev_saga, hold.hold_id)
+    # Each step ran as a local activity that the worker retried within the workflow task: its
+    # second attempt got the ledger's stored result. No regular activity, no failed task.
+    steps = [(step["activity_type"], step["attempt"]) for step in local_activities(history)]
+    assert steps == [
+        ("ledger.freeze_hold", 2),
+        ("ledger.capture_hold", 2),
+        ("ledger.finalize_hold", 2),
     ]
-    assert len(failed_attempts) == 3
+    assert count_events(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) == 0
+    assert workflow_task_failures(history) == []
     assert_books_intact(dev_saga.ledger)
 
 
 # ---------------------------------------------------------------------------------------------
 # A worker in another process, killed between freeze and capture.
 # ---------------------------------------------------------------------------------------------
-
-
-def _start_worker_process(
-    env: WorkflowEnvironment, database_url: str, task_queue: str, log_path: Path
-) -> subprocess.Popen[bytes]:
-    config = env.client.service_client.config
-    environment = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": config.target_host,
-        "TEMPORAL_NAMESPACE": env.client.namespace,
-        "LEDGER_DATABASE_URL": database_url,
-        "LEDGER_TASK_QUEUE": task_queue,
-        "NATS_URL": "",
-        "PYTHONPATH": str(REPOSITORY),
-    }
-    # The child keeps its own descriptor of the log; ours is closed right away.
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, str(REPOSITORY / "worker.py")],
-            cwd=REPOSITORY,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def worker_processes() -> AsyncIterator[list[subprocess.Popen[bytes]]]:
-    """Worker processes a test starts; any still alive at the end are stopped."""
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
-        yield processes
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 async def test_worker_killed_between_freeze_and_capture(
@@ -273,7 +235,7 @@ async def test_worker_killed_between_freeze_and_capture(
     config = ClientConfig(task_queue=task_queue, nats=NatsSettings())
     client = await LedgerClient.connect(config, temporal=dev_env.client, ledger=ledger)
     log_path = tmp_path / "workers.log"
-    first = _start_worker_process(dev_env, sqlite_url, task_queue, log_path)
+    first = start_worker_process(dev_env, sqlite_url, task_queue, log_path)
     worker_processes.append(first)
     holds = []
     for index in range(3):
@@ -305,7 +267,7 @@ async def test_worker_killed_between_freeze_and_capture(
     )
     await asyncio.sleep(1.0)
     assert not any(task.done() for task in [*captures, release])
-    second = _start_worker_process(dev_env, sqlite_url, task_queue, log_path)
+    second = start_worker_process(dev_env, sqlite_url, task_queue, log_path)
     worker_processes.append(second)
     await asyncio.wait_for(asyncio.gather(*captures, release), timeout=60)
     finals = [

@@ -16,34 +16,40 @@ from saga_helpers import (
     Tenant,
     assert_books_intact,
     balances,
+    count_events,
     event_types,
     expected_balances,
     fund_tenant,
+    history_of,
     hold_kinds,
     hold_transactions,
+    local_activities,
     wait_for_hold,
+    workflow_task_failures,
 )
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 
 from activities.faults import FaultInjector
-from ledger_db import Hold, HoldState, Ledger
+from ledger_db import Hold, HoldState, Ledger, LedgerConfig
 from ledger_db.errors import (
     CaptureExceedsHold,
     HoldAlreadyCaptured,
     HoldAlreadyReleased,
     HoldExpired,
+    HoldNotCaptured,
     HoldNotFound,
     IdempotencyKeyReused,
     InsufficientFunds,
     InvalidAmount,
     PayeeRequired,
+    TtlOutOfRange,
 )
 from ledger_db.ids import derive_hold_id, hold_workflow_id
 from starter.client import ClientConfig, LedgerClient
 from worker import build_worker
-from workflows.models import HoldPhase
+from workflows.models import FreezeRequest, HoldPhase
 
 pytestmark = [pytest.mark.temporal, pytest.mark.asyncio(loop_scope="session")]
 
@@ -554,6 +560,7 @@ async def test_search_attributes_and_details(saga: Saga, tenant: Tenant) -> None
     assert attributes["LedgerCurrency"] == "USD"
     assert attributes["LedgerOrder"] == "order-9"
     assert attributes["LedgerPayee"] == tenant.seller
+    assert attributes["LedgerExpiresAt"] == hold.expires_at
 
 
 @pytest.mark.postgres
@@ -578,7 +585,7 @@ async def test_lifecycles_on_postgresql(
         ):
             captured = await freeze(saga, tenant, key="a")
             released = await freeze(saga, tenant, "10.00", key="b")
-            expiring = await freeze(saga, tenant, "5.00", key="c", ttl_seconds=30)
+            expiring = await freeze(saga, tenant, "5.00", key="c", ttl_seconds=2)
             await client.capture_hold(
                 captured.hold_id,
                 "o",
@@ -610,3 +617,304 @@ async def test_lifecycles_on_postgresql(
         assert_books_intact(ledger)
     finally:
         ledger.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The lean shape, the extension, the payout, the fee, cancellation, new runs, the first version.
+# ---------------------------------------------------------------------------------------------
+
+
+def _shape(history: WorkflowHistory) -> tuple[int, int, int]:
+    """(workflow tasks, regular activity tasks, search attribute upserts) of a history."""
+    return (
+        count_events(history, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+        count_events(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
+        count_events(history, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES),
+    )
+
+
+async def test_a_complete_hold_is_two_workflow_tasks_and_no_activity_task(
+    saga: Saga, tenant: Tenant
+) -> None:
+    captured = await freeze(saga, tenant, "10.00", key="capture")
+    released = await freeze(saga, tenant, "10.00", key="release")
+    expiring = await freeze(saga, tenant, "10.00", key="expire", ttl_seconds=30)
+    await saga.client.capture_hold(
+        captured.hold_id, "o", tenant_id=tenant.tenant_id, idempotency_key="c"
+    )
+    await saga.client.release_hold(
+        released.hold_id, tenant_id=tenant.tenant_id, idempotency_key="r"
+    )
+    for hold in (captured, released, expiring):
+        await wait_for_hold(saga, hold.hold_id, tenant_id=tenant.tenant_id)
+        history = await history_of(saga, hold.hold_id)
+        # Freeze in the start's task; capture + payout (or release, or expiry) in the next one.
+        # Search attributes: set at start, upserted when active and when final.
+        assert _shape(history) == (2, 0, 2), hold.hold_id
+        assert workflow_task_failures(history) == []
+    steps = [
+        step["activity_type"] for step in local_activities(await history_of(saga, captured.hold_id))
+    ]
+    assert steps == ["ledger.freeze_hold", "ledger.capture_hold", "ledger.finalize_hold"]
+
+
+async def test_extend_moves_the_expiry_and_the_timer_follows(saga: Saga, tenant: Tenant) -> None:
+    hold = await freeze(saga, tenant, ttl_seconds=60)
+    extended = await saga.client.extend_hold(
+        hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="e1", ttl_seconds=600
+    )
+    assert extended.expires_at > hold.expires_at + timedelta(seconds=500)
+    # The same extension again answers the same; the key with another request is refused.
+    again = await saga.client.extend_hold(
+        hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="e1", ttl_seconds=600
+    )
+    assert again.replayed and again.expires_at == extended.expires_at
+    with pytest.raises(IdempotencyKeyReused):
+        await saga.client.extend_hold(
+            hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="e1", ttl_seconds=900
+        )
+    with pytest.raises(TtlOutOfRange):  # an extension that would shorten the hold
+        await saga.client.extend_hold(
+            hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="e2", ttl_seconds=30
+        )
+    # Past the first expiry the hold is still active...
+    await saga.env.sleep(timedelta(seconds=120))
+    state = await saga.client.hold_state(hold.hold_id, tenant_id=tenant.tenant_id)
+    assert state.phase is HoldPhase.ACTIVE and state.hold is not None
+    assert state.hold.expires_at == extended.expires_at
+    # ...and it expires at the new time, found by its LedgerExpiresAt.
+    description = await saga.env.client.get_workflow_handle(
+        hold_workflow_id(hold.hold_id)
+    ).describe()
+    attributes = {key.name: value for key, value in description.typed_search_attributes}
+    assert attributes["LedgerExpiresAt"] == extended.expires_at
+    final = await wait_for_hold(saga, hold.hold_id, tenant_id=tenant.tenant_id)
+    assert final.state is HoldState.EXPIRED and final.resolved_at is not None
+    assert final.resolved_at >= extended.expires_at
+    assert event_types(saga.ledger, tenant.tenant_id, hold.hold_id) == [
+        "INTENT_CREATED",
+        "HOLD_EXTENDED",
+        "HOLD_EXPIRED",
+    ]
+    with pytest.raises(HoldExpired):
+        await saga.client.extend_hold(
+            hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="e3", ttl_seconds=600
+        )
+    assert_books_intact(saga.ledger)
+
+
+async def test_a_refused_payout_waits_in_payout_failed_for_retry_payout(
+    saga: Saga, tenant: Tenant
+) -> None:
+    saga.faults.refuse("finalize", "account_closed")
+    hold = await freeze(saga, tenant)
+    await saga.client.capture_hold(
+        hold.hold_id, "order-1", tenant_id=tenant.tenant_id, idempotency_key="c"
+    )
+    state = await saga.client.hold_state(hold.hold_id, tenant_id=tenant.tenant_id)
+    assert state.phase is HoldPhase.PAYOUT_FAILED and state.payout_error_code == "account_closed"
+    assert state.hold is not None and state.hold.state is HoldState.CAPTURED
+    assert not state.hold.finalized
+    # The money waits in escrow; the workflow waits for a person, findable by its state.
+    description = await saga.env.client.get_workflow_handle(
+        hold_workflow_id(hold.hold_id)
+    ).describe()
+    attributes = {key.name: value for key, value in description.typed_search_attributes}
+    assert attributes["LedgerHoldState"] == "payout_failed"
+    assert description.status is not None and description.status.name == "RUNNING"
+    assert balances(saga.ledger, tenant)["@escrow:USD"] == ("30.00", "0.00", "30.00")
+    with pytest.raises(HoldAlreadyCaptured):
+        await saga.client.release_hold(
+            hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="r"
+        )
+    paid = await saga.client.retry_payout(
+        hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="retry-1"
+    )
+    assert paid.finalized and paid.fee_minor == 30 and not paid.replayed
+    final = await wait_for_hold(saga, hold.hold_id, tenant_id=tenant.tenant_id)
+    assert final.finalized
+    again = await saga.client.retry_payout(
+        hold.hold_id, tenant_id=tenant.tenant_id, idempotency_key="retry-2"
+    )
+    assert again.replayed and again.finalized
+    assert hold_kinds(saga.ledger, tenant.tenant_id, hold.hold_id) == [
+        "freeze",
+        "capture",
+        "finalize",
+    ]
+    assert balances(saga.ledger, tenant)[tenant.seller] == ("29.70", "0.00", "29.70")
+    with pytest.raises(HoldNotCaptured):
+        active = await freeze(saga, tenant, "1.00", key="not-captured")
+        await saga.client.retry_payout(
+            active.hold_id, tenant_id=tenant.tenant_id, idempotency_key="retry-3"
+        )
+    assert_books_intact(saga.ledger)
+
+
+async def test_the_fee_is_fixed_at_freeze(
+    time_skipping_env: WorkflowEnvironment, sqlite_url: str, task_queue: str
+) -> None:
+    """A hold frozen while the default fee was 1% pays out at 1%, whatever the worker that pays
+    it out has configured; the fee is in the hold's data from the freeze on."""
+    clock = ServerClock()
+    frozen_under = Ledger.from_url(
+        sqlite_url, config=LedgerConfig(platform_fee_bps=100), clock=clock
+    )
+    paid_under = Ledger.from_url(sqlite_url, config=LedgerConfig(platform_fee_bps=900), clock=clock)
+    try:
+        tenant = fund_tenant(frozen_under)
+        client = await LedgerClient.connect(
+            ClientConfig(task_queue=task_queue),
+            temporal=time_skipping_env.client,
+            ledger=paid_under,
+        )
+        # No sticky cache: the next workflow task goes straight to whichever worker polls.
+        async with build_worker(
+            time_skipping_env.client,
+            frozen_under,
+            task_queue=task_queue,
+            max_cached_workflows=0,
+            interceptors=[clock.interceptor()],
+        ):
+            hold = await client.freeze(
+                tenant.buyer,
+                "50.00",
+                "NEGOTIATION",
+                tenant_id=tenant.tenant_id,
+                idempotency_key="f",
+                ttl_seconds=600,
+                payee_account_id=tenant.seller,
+            )
+        assert hold.meta["fee_bps"] == 100
+        # The workers are replaced by ones configured with 9%.
+        async with build_worker(
+            time_skipping_env.client,
+            paid_under,
+            task_queue=task_queue,
+            interceptors=[clock.interceptor()],
+        ):
+            await client.capture_hold(
+                hold.hold_id, "o", tenant_id=tenant.tenant_id, idempotency_key="c"
+            )
+            final = await client.wait_for_hold(hold.hold_id, tenant_id=tenant.tenant_id)
+        assert final.finalized and final.fee_minor == 50  # 1% of 50.00, not 9%
+        payment = [
+            event
+            for event in paid_under.list_events(tenant_id=tenant.tenant_id)
+            if event.type == "PAYMENT_SUCCEEDED"
+        ]
+        assert payment[0].payload["payment"]["fee_bps"] == 100
+        await client.close()
+    finally:
+        frozen_under.close()
+        paid_under.close()
+
+
+async def test_a_cancelled_workflow_releases_an_active_hold(saga: Saga, tenant: Tenant) -> None:
+    hold = await freeze(saga, tenant)
+    handle = saga.env.client.get_workflow_handle(hold_workflow_id(hold.hold_id))
+    await handle.cancel()
+    final = await wait_for_hold(saga, hold.hold_id, tenant_id=tenant.tenant_id)
+    assert final.state is HoldState.RELEASED
+    description = await handle.describe()
+    assert description.status is not None and description.status.name == "CANCELED"
+    state = await saga.client.hold_state(hold.hold_id, tenant_id=tenant.tenant_id)
+    assert state.cancel_requested and state.phase is HoldPhase.RELEASED
+    assert balances(saga.ledger, tenant)[tenant.buyer] == ("100.00", "0.00", "100.00")
+    with pytest.raises(HoldAlreadyReleased):
+        await saga.client.capture_hold(
+            hold.hold_id, "late", tenant_id=tenant.tenant_id, idempotency_key="c"
+        )
+    assert workflow_task_failures(await handle.fetch_history()) == []
+
+
+async def test_a_cancelled_workflow_finishes_a_committed_captures_payout(
+    saga: Saga, tenant: Tenant
+) -> None:
+    # The payout's database is slow to answer: the capture is committed, its payout is being
+    # retried by a regular activity, when the workflow is cancelled. The payout still happens.
+    saga.faults.make_unavailable("finalize", 4)
+    hold = await freeze(saga, tenant)
+    handle = saga.env.client.get_workflow_handle(hold_workflow_id(hold.hold_id))
+    await saga.client.capture_hold(
+        hold.hold_id, "order-1", tenant_id=tenant.tenant_id, idempotency_key="c"
+    )
+    await handle.cancel()
+    final = await wait_for_hold(saga, hold.hold_id, tenant_id=tenant.tenant_id)
+    assert final.state is HoldState.CAPTURED and final.finalized
+    description = await handle.describe()
+    assert description.status is not None and description.status.name == "CANCELED"
+    assert hold_kinds(saga.ledger, tenant.tenant_id, hold.hold_id) == [
+        "freeze",
+        "capture",
+        "finalize",
+    ]
+    assert balances(saga.ledger, tenant)["@escrow:USD"] == ("0.00", "0.00", "0.00")
+    assert workflow_task_failures(await handle.fetch_history()) == []
+
+
+async def test_a_freeze_replayed_into_a_new_run_reads_the_hold(saga: Saga, tenant: Tenant) -> None:
+    active = await freeze(saga, tenant, "10.00", key="terminated-active")
+    resolved = await freeze(saga, tenant, "20.00", key="terminated-resolved")
+    for hold in (active, resolved):
+        await saga.env.client.get_workflow_handle(hold_workflow_id(hold.hold_id)).terminate("ops")
+    # While no workflow owned it, someone released the second hold in the ledger itself.
+    saga.ledger.release_hold(resolved.hold_id, tenant_id=tenant.tenant_id, idempotency_key="ops")
+    again_active = await freeze(saga, tenant, "10.00", key="terminated-active")
+    again_resolved = await freeze(saga, tenant, "20.00", key="terminated-resolved")
+    assert again_active.replayed and again_active.state is HoldState.ACTIVE
+    # Not the stored answer of the first freeze (active), but the hold as it is.
+    assert again_resolved.replayed and again_resolved.state is HoldState.RELEASED
+    # (Capture first: waiting lets the test server skip time to the next timer, any hold's.)
+    captured = await saga.client.capture_hold(
+        active.hold_id, "o", tenant_id=tenant.tenant_id, idempotency_key="c"
+    )
+    assert captured.state is HoldState.CAPTURED
+    final = await wait_for_hold(saga, resolved.hold_id, tenant_id=tenant.tenant_id)
+    assert final.state is HoldState.RELEASED
+    await wait_for_hold(saga, active.hold_id, tenant_id=tenant.tenant_id)
+    assert hold_kinds(saga.ledger, tenant.tenant_id, active.hold_id) == [
+        "freeze",
+        "capture",
+        "finalize",
+    ]
+    assert hold_kinds(saga.ledger, tenant.tenant_id, resolved.hold_id) == ["freeze", "release"]
+    assert_books_intact(saga.ledger)
+
+
+async def test_a_hold_started_by_the_first_version_completes_on_this_worker(
+    saga: Saga, tenant: Tenant
+) -> None:
+    """What the first version's client did: start ``HoldWorkflow`` and send it ``freeze``."""
+    request = FreezeRequest(
+        tenant_id=tenant.tenant_id,
+        idempotency_key="old",
+        account_id=tenant.buyer,
+        amount="30.00",
+        reason="NEGOTIATION",
+        ttl_seconds=600,
+        payee_account_id=tenant.seller,
+        fee_bps=100,
+    )
+    hold_id = derive_hold_id(tenant.tenant_id, "old")
+    handle = await saga.env.client.start_workflow(
+        "HoldWorkflow", request, id=hold_workflow_id(hold_id), task_queue=saga.task_queue
+    )
+    hold = await handle.execute_update("freeze", request, result_type=Hold)
+    assert hold.state is HoldState.ACTIVE
+    # Today's client captures it; the first version's code (regular activities) finishes it.
+    captured = await saga.client.capture_hold(
+        hold_id, "order-1", tenant_id=tenant.tenant_id, idempotency_key="c"
+    )
+    assert captured.state is HoldState.CAPTURED
+    final = await wait_for_hold(saga, hold_id, tenant_id=tenant.tenant_id)
+    assert final.finalized and final.fee_minor == 30
+    history = await handle.fetch_history()
+    assert history.events[0].workflow_execution_started_event_attributes.workflow_type.name == (
+        "HoldWorkflow"
+    )
+    assert count_events(history, EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) >= 3
+    assert hold_kinds(saga.ledger, tenant.tenant_id, hold_id) == ["freeze", "capture", "finalize"]
+    # Its answers to a repeated freeze, after it ended, are the first version's too.
+    again = await freeze(saga, tenant, key="old")
+    assert again.hold_id == hold_id and again.replayed

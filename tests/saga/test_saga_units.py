@@ -156,3 +156,86 @@ def test_ledger_error_mapping() -> None:
     error = ledger_error_from(ApplicationError("no money", type="insufficient_funds"))
     assert isinstance(error, InsufficientFunds) and error.message == "no money"
     assert ledger_error_from(ValueError("x")) is None
+
+
+def test_extension_keys_fit_the_ledgers_key_length() -> None:
+    from ledger_db import limits
+
+    short = activity_idempotency_key("hold-h", ActivityStep.EXTEND, "e1")
+    assert short == "hold-h:extend:e1"
+    long_key = "k" * limits.idempotency_key_length_max
+    derived = activity_idempotency_key("hold-h", ActivityStep.EXTEND, long_key)
+    assert len(derived) <= limits.idempotency_key_length_max
+    assert derived == activity_idempotency_key("hold-h", ActivityStep.EXTEND, long_key)
+    assert derived != activity_idempotency_key("hold-h", ActivityStep.EXTEND, long_key[:-1] + "j")
+
+
+def test_a_step_never_runs_earlier_than_this_hosts_clock() -> None:
+    from datetime import timedelta
+
+    from activities.ledger import step_now
+
+    ahead = datetime.now(UTC) + timedelta(days=3)  # the time-skipping server's workflow time
+    assert step_now(ahead) == ahead
+    behind = datetime.now(UTC) - timedelta(hours=1)  # a step retried after an outage
+    assert step_now(behind) > behind + timedelta(minutes=59)
+
+
+def test_wire_models_ignore_fields_they_do_not_know() -> None:
+    newer = _freeze(loyalty_points=3)
+    assert newer == _freeze()
+    assert newer.canonical_hash() == _freeze().canonical_hash()
+    capture = CaptureRequest.model_validate(
+        {"tenant_id": "t", "idempotency_key": "c", "order_id": "o", "routing": {"x": 1}}
+    )
+    assert capture.order_id == "o"
+
+
+def test_an_extension_is_one_instant_whatever_its_time_zone() -> None:
+    from datetime import timedelta, timezone
+
+    from workflows.models import ExtendRequest
+
+    instant = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    paris = instant.astimezone(timezone(timedelta(hours=2)))
+    one = ExtendRequest(tenant_id="t", idempotency_key="e", expires_at=instant)
+    two = ExtendRequest(tenant_id="t", idempotency_key="e", expires_at=paris)
+    assert one.canonical_hash() == two.canonical_hash()
+    assert (
+        one.canonical_hash()
+        != ExtendRequest(tenant_id="t", idempotency_key="e", ttl_seconds=60).canonical_hash()
+    )
+
+
+def test_the_state_guards_the_single_resolution_and_follows_the_ledger() -> None:
+    from ledger_db import Hold, HoldState
+
+    state = _state()
+    state.claim_resolution("capture", "c", "h1")
+    with pytest.raises(AssertionError):
+        state.claim_resolution("release", "r", "h2")
+    state.give_back_resolution()
+    state.claim_resolution("release", "r", "h2")
+    assert (state.resolution, state.resolution_idempotency_key) == ("release", "r")
+    hold = Hold(
+        tenant_id="t",
+        hold_id="h",
+        account_id="buyer",
+        currency="USD",
+        amount_minor=100,
+        state=HoldState.CAPTURED,
+        reason="N",
+        expires_at=datetime(2026, 1, 1, tzinfo=UTC),
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        freeze_transaction_id="tx",
+        captured_minor=100,
+        order_id="o",
+    )
+    fresh = _state()
+    fresh.adopt(hold)  # captured outside this run: it takes the ledger's word
+    assert (fresh.phase, fresh.resolution, fresh.order_id) == (HoldPhase.FINALIZING, "capture", "o")
+    fresh.phase = HoldPhase.PAYOUT_FAILED
+    fresh.adopt(hold)  # a refused payout stays refused until a retry says otherwise
+    assert fresh.phase is HoldPhase.PAYOUT_FAILED
+    fresh.adopt(hold.model_copy(update={"finalized": True}))
+    assert fresh.phase is HoldPhase.CAPTURED
