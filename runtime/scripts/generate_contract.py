@@ -69,39 +69,13 @@ def error_codes_document() -> dict[str, Any]:
     return {"_notice": _NOTICE, "ledger_codes": ledger_codes, "codes": codes}
 
 
-def _hold_workflow_type() -> str:
-    from workflows import hold
-
-    workflow_type = getattr(hold, "HOLD_WORKFLOW_TYPE", None)
-    if isinstance(workflow_type, str):
-        return workflow_type
-    # Before the saga's HoldWorkflowV2: the type is the name the workflow class was defined with.
-    from temporalio import workflow
-
-    definition = workflow._Definition.must_from_class(hold.HoldWorkflow)
-    assert definition.name is not None
-    return definition.name
-
-
-def _already_resolved_codes() -> dict[str, str]:
-    from workflows import models
-
-    codes = getattr(models, "ALREADY_RESOLVED_CODE", None)
-    if isinstance(codes, dict):
-        return dict(codes)
-    # Before the saga's models: the codes resolution_conflict gives, one per resolution step.
-    return {
-        "capture": "hold_already_captured",
-        "release": "hold_already_released",
-        "expire": "hold_expired",
-    }
-
-
 def contract_document() -> dict[str, Any]:
     """The constants the JS client needs, read from where the Python code defines them."""
     from activities import events
-    from starter import config
+    from starter import client, config
     from starter.dev import hold_search_attributes
+    from workflows.hold import HOLD_WORKFLOW_TYPE
+    from workflows.models import ALREADY_RESOLVED_CODE
 
     return {
         "_notice": _NOTICE,
@@ -134,11 +108,14 @@ def contract_document() -> dict[str, Any]:
             "default_url": f"http://{config.DEFAULT_API_HOST}:{config.DEFAULT_API_PORT}",
         },
         "temporal": {
-            "already_resolved_codes": _already_resolved_codes(),
+            "already_resolved_codes": dict(ALREADY_RESOLVED_CODE),
+            # The Python client's waits: a hold operation's answer, and one query or signal RPC.
+            "answer_deadline_seconds": client.DEFAULT_ANSWER_DEADLINE.total_seconds(),
+            "rpc_timeout_seconds": client._RPC_TIMEOUT.total_seconds(),
             "default_address": config.DEFAULT_TEMPORAL_ADDRESS,
             "default_namespace": config.DEFAULT_NAMESPACE,
             "default_task_queue": config.DEFAULT_TASK_QUEUE,
-            "hold_workflow_type": _hold_workflow_type(),
+            "hold_workflow_type": HOLD_WORKFLOW_TYPE,
             "search_attributes": hold_search_attributes(),
         },
     }
@@ -408,10 +385,7 @@ def _resolution_conflicts() -> list[dict[str, Any]]:
     from workflows.models import HoldPhase, HoldWorkflowState, is_repeat, resolution_conflict
 
     cases: list[dict[str, Any]] = []
-    known_phases = {phase.value for phase in HoldPhase}
     for phase, resolution in _RESOLUTION_STATES:
-        if phase not in known_phases:
-            continue  # payout_failed: the saga's second HoldWorkflow
         state = HoldWorkflowState(
             workflow_id="hold-h",
             hold_id="h",

@@ -40,7 +40,7 @@ import {
   defineSearchAttributeKey,
 } from '@temporalio/common';
 
-import { resolveSettings } from '../infrastructure/config.js';
+import { RPC_TIMEOUT_MS, resolveSettings } from '../infrastructure/config.js';
 import { NatsEvents, defaultDurableName } from '../infrastructure/nats-events.js';
 import { ReadApi } from '../infrastructure/read-api.js';
 import { checkTemporal, connectTemporal, grpcStatusOf, mapTemporalError } from '../infrastructure/temporal.js';
@@ -537,7 +537,7 @@ export class ComputeLedger {
     /** @type {Record<string, any>} */
     let state;
     try {
-      state = await this.withinDeadline('getHold', () => this.queries.getHandle(workflowId).query('state'));
+      state = await this.withinDeadline('getHold', () => this.queries.getHandle(workflowId).query('state'), RPC_TIMEOUT_MS);
     } catch (error) {
       if (error instanceof QueryRejectedError) {
         state = await this.finalState(workflowId, tenantId);
@@ -844,7 +844,7 @@ export class ComputeLedger {
   async signal(holdId, name, step, wire, requestHash) {
     const workflowId = holdWorkflowId(holdId);
     try {
-      await this.withinDeadline(name, () => this.temporal.workflow.getHandle(workflowId).signal(name, wire));
+      await this.withinDeadline(name, () => this.temporal.workflow.getHandle(workflowId).signal(name, wire), RPC_TIMEOUT_MS);
       return;
     } catch (error) {
       if (!workflowGone(error)) {
@@ -924,17 +924,19 @@ export class ComputeLedger {
   }
 
   /**
-   * `call`'s answer, or `ledger_unavailable` once `answerDeadlineMs` has passed (the Python
-   * client's `_within_deadline`): the request may still complete, and the same request with
-   * the same idempotency key may be sent again.
+   * `call`'s answer, or `ledger_unavailable` once `answerDeadlineMs` (or a query's or
+   * signal's own `limitMs`) has passed (the Python client's `_within_deadline`): the request
+   * may still complete, and the same request with the same idempotency key may be sent again.
    * @template T
    * @param {string} what
    * @param {() => Promise<T>} call
+   * @param {number} [limitMs]
    * @returns {Promise<T>}
    */
-  async withinDeadline(what, call) {
+  async withinDeadline(what, call, limitMs = Infinity) {
     await this.ensureTemporal();
-    const deadline = Date.now() + this.settings.answerDeadlineMs;
+    const waitMs = Math.min(this.settings.answerDeadlineMs, limitMs);
+    const deadline = Date.now() + waitMs;
     try {
       return await this.temporal.withDeadline(deadline, call);
     } catch (error) {
@@ -942,7 +944,7 @@ export class ComputeLedger {
       if (timedOut && Date.now() >= deadline) {
         throw new LedgerError(
           'ledger_unavailable',
-          `${what}: no answer within ${this.settings.answerDeadlineMs} ms (is a worker running?); it may still ` +
+          `${what}: no answer within ${waitMs} ms (is a worker running?); it may still ` +
             'complete: send the same request again with the same idempotency key',
           { cause: error },
         );

@@ -21,7 +21,8 @@ const require = createRequire(import.meta.url);
  * @property {{default_stream: string, default_subject_prefix: string,
  *   duplicate_window_seconds: number}} nats
  * @property {{default_url: string}} read_api
- * @property {{already_resolved_codes: Record<string, string>, default_address: string,
+ * @property {{already_resolved_codes: Record<string, string>, answer_deadline_seconds: number,
+ *   rpc_timeout_seconds: number, default_address: string,
  *   default_namespace: string, default_task_queue: string, hold_workflow_type: string,
  *   search_attributes: Record<string, string>}} temporal
  */

@@ -59,10 +59,12 @@ import { LedgerError } from '../domain/errors.js';
  * @property {boolean} lazy
  */
 
-// The Python client's DEFAULT_ANSWER_DEADLINE: the workflow's LEDGER_CALL_TIMEOUT (75 s) plus
-// LEDGER_ANSWER_TIMEOUT (90 s) plus 15 s, so that the workflow's own `ledger_unavailable`, not
-// this deadline, is what a caller normally sees.
-export const DEFAULT_ANSWER_DEADLINE_MS = 180_000;
+// The Python client's DEFAULT_ANSWER_DEADLINE (generated): the workflow's own outage budget plus
+// a margin, so that the workflow's `ledger_unavailable`, not this deadline, is what a caller
+// normally sees.
+export const DEFAULT_ANSWER_DEADLINE_MS = CONTRACT.temporal.answer_deadline_seconds * 1000;
+// The Python client's _RPC_TIMEOUT: one query or signal (a query needs a worker to answer).
+export const RPC_TIMEOUT_MS = CONTRACT.temporal.rpc_timeout_seconds * 1000;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
