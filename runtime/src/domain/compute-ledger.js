@@ -170,6 +170,7 @@ const SEARCH_ATTRIBUTE_TYPES = {
 };
 
 const HOLD_WORKFLOW_TYPE = CONTRACT.temporal.hold_workflow_type;
+const TENANT_SEARCH_ATTRIBUTE = defineSearchAttributeKey('LedgerTenant', SearchAttributeType.KEYWORD);
 const ALREADY_RESOLVED_CODES = CONTRACT.temporal.already_resolved_codes;
 // The default keys of the signal forms, as the Python client's.
 const CONFIRM_ORDER_KEY = 'confirm_order';
@@ -573,11 +574,13 @@ export class ComputeLedger {
     const workflowId = holdWorkflowId(holdId);
     let state;
     if (timeoutMs === null) {
-      state = await this.finalState(workflowId, tenantId);
+      state = await this.finalState(workflowId, tenantId, { waiting: true });
     } else {
       const signal = AbortSignal.timeout(timeoutMs);
       try {
-        state = await this.temporal.withAbortSignal(signal, () => this.finalState(workflowId, tenantId));
+        state = await this.temporal.withAbortSignal(signal, () =>
+          this.finalState(workflowId, tenantId, { waiting: true }),
+        );
       } catch (error) {
         if (signal.aborted) {
           throw new DOMException(`hold ${holdId} was not final within ${timeoutMs} ms`, 'TimeoutError');
@@ -859,16 +862,27 @@ export class ComputeLedger {
    * The final `HoldWorkflowState` of a hold's workflow (waiting for it to end), as the Python
    * client's `_final_state`: a rejected freeze is `hold_not_found`, a cancelled workflow is
    * read through its query (it settled the hold before it ended).
+   *
+   * `waiting` (the workflow may still run): another tenant's hold is refused at once, from the
+   * workflow's `LedgerTenant` search attribute, instead of after its end.
    * @param {string} workflowId
    * @param {string} tenantId
+   * @param {{waiting?: boolean}} [options]
    * @returns {Promise<Record<string, any>>}
    */
-  async finalState(workflowId, tenantId) {
+  async finalState(workflowId, tenantId, { waiting = false } = {}) {
     await this.ensureTemporal();
     const handle = this.temporal.workflow.getHandle(workflowId);
     /** @type {Record<string, any>} */
     let state;
     try {
+      if (waiting) {
+        const description = await handle.describe();
+        const owner = description.typedSearchAttributes.get(TENANT_SEARCH_ATTRIBUTE);
+        if (description.status.name === 'RUNNING' && owner !== tenantId) {
+          throw new LedgerError('hold_not_found', `hold of workflow ${workflowId} not found`);
+        }
+      }
       state = await handle.result();
     } catch (error) {
       if (error instanceof WorkflowFailedError) {

@@ -30,7 +30,7 @@ import { LedgerError } from '../domain/errors.js';
  * @property {string} [namespace]
  * @property {string} [taskQueue]  the ledger worker's task queue
  * @property {string} [apiUrl]  the read API (`compute-ledger serve`)
- * @property {string | Record<string, string>} [apiKey]  a read API key, or one per tenant ID
+ * @property {ApiKeys} [apiKey]  a read API key, one per tenant ID, or a function of the tenant ID
  * @property {string | null} [natsUrl]  NATS for billing events (null: the read API's WebSocket)
  * @property {string} [natsStream]
  * @property {string} [natsSubjectPrefix]
@@ -45,12 +45,17 @@ import { LedgerError } from '../domain/errors.js';
  */
 
 /**
+ * A read API key names one tenant: one key, a key per tenant, or a lookup (a secret store).
+ * @typedef {string | Record<string, string> | ((tenantId: string) => string | undefined)} ApiKeys
+ */
+
+/**
  * @typedef {object} Settings
  * @property {{address: string, namespace: string, apiKey?: string, tls?: unknown,
  *   metadata?: Record<string, string>, connectTimeoutMs?: number}} temporal
  * @property {string} taskQueue
  * @property {string} apiUrl
- * @property {string | Record<string, string> | null} apiKey
+ * @property {ApiKeys | null} apiKey
  * @property {string | null} natsUrl
  * @property {string} natsStream
  * @property {string} natsSubjectPrefix

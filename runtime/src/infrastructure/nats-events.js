@@ -173,7 +173,8 @@ export class NatsEvents {
     try {
       const manager = await connection.jetstreamManager();
       await this.ensureStream(manager);
-      await ensureConsumer(manager, stream, durableName, filter, deliverPolicy);
+      const description = `compute-ledger runtime: tenant ${tenantId}, types ${types === null ? 'all' : types.join(',')}`;
+      await ensureConsumer(manager, stream, durableName, filter, description, deliverPolicy);
       const consumer = await connection.jetstream().consumers.get(stream, durableName);
       messages = await consumer.consume({ max_messages: CONSUME_BATCH });
     } catch (error) {
@@ -220,15 +221,18 @@ export class NatsEvents {
 }
 
 /**
- * The durable consumer, created on first use; an existing one must select the same subjects
- * (a durable name reused for other types would silently mix two subscriptions).
+ * The durable consumer, created on first use; an existing one must be the same subscription:
+ * the same subjects and the same tenant and types (its description; types may be filtered
+ * here rather than by subject), since a durable name reused for other types would acknowledge
+ * for one subscription what the other never saw.
  * @param {import('nats').JetStreamManager} manager
  * @param {string} stream
  * @param {string} durableName
  * @param {{filter_subject?: string, filter_subjects?: string[]}} filter
+ * @param {string} description
  * @param {'all' | 'new'} deliverPolicy
  */
-async function ensureConsumer(manager, stream, durableName, filter, deliverPolicy) {
+async function ensureConsumer(manager, stream, durableName, filter, description, deliverPolicy) {
   let info = null;
   try {
     info = await manager.consumers.info(stream, durableName);
@@ -241,11 +245,11 @@ async function ensureConsumer(manager, stream, durableName, filter, deliverPolic
   if (info !== null) {
     const config = info.config;
     const existing = [config.filter_subject ?? '', ...(config.filter_subjects ?? [])].filter(Boolean).sort();
-    if (existing.join(' ') !== wanted.join(' ')) {
+    if (existing.join(' ') !== wanted.join(' ') || (config.description ?? '') !== description) {
       throw new LedgerError(
         'invalid_entry',
-        `the durable consumer ${durableName} exists with other subjects (${existing.join(', ')}); ` +
-          'give this subscription another durableName',
+        `the durable consumer ${durableName} exists for another subscription ` +
+          `(${config.description ?? existing.join(', ')}); give this subscription another durableName`,
         { details: { field: 'durableName' } },
       );
     }
@@ -253,6 +257,7 @@ async function ensureConsumer(manager, stream, durableName, filter, deliverPolic
   }
   await manager.consumers.add(stream, {
     durable_name: durableName,
+    description,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: deliverPolicy === 'new' ? DeliverPolicy.New : DeliverPolicy.All,
     ack_wait: nanos(ACK_WAIT_MS),

@@ -20,7 +20,7 @@ const { parseJson } = json;
 
 export class ReadApi {
   /**
-   * @param {{url: string, apiKey: string | Record<string, string> | null, requestTimeoutMs: number}} options
+   * @param {{url: string, apiKey: import('./config.js').ApiKeys | null, requestTimeoutMs: number}} options
    */
   constructor({ url, apiKey, requestTimeoutMs }) {
     this.url = url;
@@ -34,7 +34,15 @@ export class ReadApi {
    * @returns {string}
    */
   keyFor(tenantId) {
-    const key = typeof this.apiKey === 'string' ? this.apiKey : this.apiKey?.[tenantId];
+    const { apiKey } = this;
+    let key;
+    if (typeof apiKey === 'string') {
+      key = apiKey;
+    } else if (typeof apiKey === 'function') {
+      key = apiKey(tenantId);
+    } else if (apiKey !== null && Object.hasOwn(apiKey, tenantId)) {
+      key = apiKey[tenantId];
+    }
     if (!key) {
       throw new LedgerError(
         'unauthenticated',

@@ -271,7 +271,7 @@ export class Stack {
       namespace: 'default',
       taskQueue: this.taskQueue,
       apiUrl: this.apiUrl,
-      apiKey: Object.fromEntries(this.apiKeys),
+      apiKey: (/** @type {string} */ tenantId) => this.apiKeys.get(tenantId),
       natsUrl: this.withNats ? this.natsUrl : null,
       natsStream: this.natsStream,
       natsSubjectPrefix: this.natsSubjectPrefix,
