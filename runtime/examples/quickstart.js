@@ -28,7 +28,7 @@ const subscription = await ledger.subscribeBillingEvents({ tenantId }, (event) =
 });
 
 try {
-  const hold = await ledger.freeze({
+  const negotiationFreeze = {
     tenantId,
     accountId: 'buyer',
     amount: '40.00',
@@ -37,30 +37,16 @@ try {
     ttlSeconds: 900,
     payeeAccountId: 'seller',
     meta: { gpu: 'H100', hours: 2 },
-  });
+  };
+  const hold = await ledger.freeze(negotiationFreeze);
   console.log(`froze ${hold.amount} ${hold.currency} as hold ${hold.holdId}, expires ${hold.expiresAt}`);
 
-  const again = await ledger.freeze({
-    tenantId,
-    accountId: 'buyer',
-    amount: '40',
-    reason: 'NEGOTIATION',
-    idempotencyKey: `negotiation-${negotiation}`,
-    ttlSeconds: 900,
-    payeeAccountId: 'seller',
-    meta: { gpu: 'H100', hours: 2 },
-  });
+  // The same request again (any spelling of the amount): the same hold, replayed.
+  const again = await ledger.freeze({ ...negotiationFreeze, amount: '40' });
   console.log(`the same freeze again: hold ${again.holdId.slice(0, 8)}, replayed=${again.replayed}`);
 
   try {
-    await ledger.freeze({
-      tenantId,
-      accountId: 'buyer',
-      amount: /** @type {any} */ (40),
-      reason: 'NEGOTIATION',
-      idempotencyKey: `negotiation-${negotiation}-n`,
-      ttlSeconds: 900,
-    });
+    await ledger.freeze({ ...negotiationFreeze, amount: /** @type {any} */ (40) });
   } catch (error) {
     if (!(error instanceof LedgerError)) throw error;
     console.log(`a JS number as amount: ${error.code}`);

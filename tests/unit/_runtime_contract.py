@@ -22,3 +22,11 @@ def load_generator() -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def assert_current(path: Path, document: dict[str, object]) -> None:
+    """The committed ``path`` is exactly what the generator writes for ``document`` now."""
+    generator = load_generator()
+    assert path.read_text(encoding="utf-8") == generator.render(document), (
+        f"{path.name} is stale: run .venv/bin/python runtime/scripts/generate_contract.py"
+    )

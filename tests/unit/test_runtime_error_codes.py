@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from _runtime_contract import load_generator
+from _runtime_contract import assert_current, load_generator
 
 from ledger_db import errors
 from starter import error_codes
@@ -13,11 +13,7 @@ from starter import error_codes
 
 def test_committed_error_codes_are_current() -> None:
     generator = load_generator()
-    committed = generator.ERROR_CODES_PATH.read_text(encoding="utf-8")
-    assert committed == generator.render(generator.error_codes_document()), (
-        "runtime/src/generated/error-codes.json is stale: "
-        "run .venv/bin/python runtime/scripts/generate_contract.py"
-    )
+    assert_current(generator.ERROR_CODES_PATH, generator.error_codes_document())
 
 
 def test_every_ledger_code_and_every_face_code_is_listed() -> None:
@@ -33,11 +29,7 @@ def test_every_ledger_code_and_every_face_code_is_listed() -> None:
 
 def test_committed_contract_constants_are_current() -> None:
     generator = load_generator()
-    committed = generator.CONTRACT_PATH.read_text(encoding="utf-8")
-    assert committed == generator.render(generator.contract_document()), (
-        "runtime/src/generated/ledger-contract.json is stale: "
-        "run .venv/bin/python runtime/scripts/generate_contract.py"
-    )
+    assert_current(generator.CONTRACT_PATH, generator.contract_document())
 
 
 def test_check_mode_reports_a_stale_file(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import json
 
-from _runtime_contract import load_generator
+from _runtime_contract import assert_current, load_generator
 
 from ledger_db.ids import derive_hold_id
 
 
 def test_committed_parity_fixture_is_current() -> None:
     generator = load_generator()
-    committed = generator.PARITY_FIXTURE_PATH.read_text(encoding="utf-8")
-    assert committed == generator.render(generator.parity_document()), (
-        "runtime/tests/fixtures/python-parity.json is stale: "
-        "run .venv/bin/python runtime/scripts/generate_contract.py"
-    )
+    assert_current(generator.PARITY_FIXTURE_PATH, generator.parity_document())
 
 
 def test_the_fixture_covers_non_ascii_keys_and_both_outcomes() -> None:

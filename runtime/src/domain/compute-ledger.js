@@ -141,13 +141,9 @@ import {
  * @property {ReconnectOptions} [reconnect]  (WebSocket) the reconnection backoff
  */
 
+const FREEZE_REQUIRED = /** @type {const} */ (['tenantId', 'accountId', 'amount', 'reason', 'idempotencyKey', 'ttlSeconds']);
 const FREEZE_OPTIONS = /** @type {const} */ ([
-  'tenantId',
-  'accountId',
-  'amount',
-  'reason',
-  'idempotencyKey',
-  'ttlSeconds',
+  ...FREEZE_REQUIRED,
   'payeeAccountId',
   'orderId',
   'meta',
@@ -356,14 +352,7 @@ export class ComputeLedger {
    * @returns {Promise<Hold>}
    */
   async freeze(options) {
-    const given = checkOptions(options, 'freeze', FREEZE_OPTIONS, [
-      'tenantId',
-      'accountId',
-      'amount',
-      'reason',
-      'idempotencyKey',
-      'ttlSeconds',
-    ]);
+    const given = checkOptions(options, 'freeze', FREEZE_OPTIONS, FREEZE_REQUIRED);
     const tenantId = checkTenantId(given.tenantId);
     const idempotencyKey = checkIdempotencyKey(given.idempotencyKey);
     const amount = checkAmount(given.amount);

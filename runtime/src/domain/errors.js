@@ -74,22 +74,38 @@ export function isLedgerCode(code) {
  * @property {unknown} [cause]
  */
 
+/** What both error classes carry: a code, details, the HTTP status if one answered. */
+class CodedFailure extends Error {
+  /**
+   * @param {string} name
+   * @param {string} code
+   * @param {string} message
+   * @param {ErrorOptions} options
+   */
+  constructor(name, code, message, options) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = name;
+    /** @readonly */
+    this.code = code;
+    /** @readonly @type {Record<string, unknown>} */
+    this.details = options.details ?? {};
+    /** @readonly @type {number | undefined} */
+    this.httpStatus = options.httpStatus;
+  }
+}
+
 /** A failure the ledger knows, with its stable snake_case `code`. */
-export class LedgerError extends Error {
+export class LedgerError extends CodedFailure {
   /**
    * @param {string} code  a stable code (`ERROR_CODES`, `RUNTIME_ERROR_CODES`)
    * @param {string} message
    * @param {ErrorOptions} [options]
    */
   constructor(code, message, options = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'LedgerError';
-    /** @readonly */
-    this.code = code;
-    /** @readonly @type {Record<string, unknown>} */
-    this.details = options.details ?? {};
-    /** @readonly @type {number | undefined} */
-    this.httpStatus = options.httpStatus ?? errorCodeInfo(code)?.http_status;
+    super('LedgerError', code, message, {
+      ...options,
+      httpStatus: options.httpStatus ?? errorCodeInfo(code)?.http_status,
+    });
   }
 
   /** Whether the same request (same idempotency key) may simply be sent again. */
@@ -114,7 +130,7 @@ export class LedgerError extends Error {
 }
 
 /** The way to the ledger failed (unreachable, 5xx, broken connection); the ledger said nothing. */
-export class LedgerTransportError extends Error {
+export class LedgerTransportError extends CodedFailure {
   /**
    * @param {string} code  `temporal_unavailable`, `read_api_unavailable`, `nats_unavailable`, or
    *   the read API's own 5xx code (`database_unavailable`, `internal_error`...)
@@ -122,14 +138,7 @@ export class LedgerTransportError extends Error {
    * @param {ErrorOptions} [options]
    */
   constructor(code, message, options = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'LedgerTransportError';
-    /** @readonly */
-    this.code = code;
-    /** @readonly @type {Record<string, unknown>} */
-    this.details = options.details ?? {};
-    /** @readonly @type {number | undefined} */
-    this.httpStatus = options.httpStatus;
+    super('LedgerTransportError', code, message, options);
   }
 
   /** Transport trouble is worth another try (with the same idempotency key). */
