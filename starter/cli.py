@@ -535,6 +535,53 @@ async def release(
     emit(released, json_output, render=lambda _: hold_table(released, title="hold released"))
 
 
+@app.command("extend")
+@run_command
+async def extend(
+    tenant: TenantOption,
+    hold: HoldOption,
+    ttl: Annotated[
+        str,
+        typer.Option("--ttl", help="New lifetime from now: 30s, 15m, 2h, 1d (later than today's)."),
+    ],
+    idempotency_key: IdempotencyKeyOption = None,
+    timeout: TimeoutOption = DEFAULT_SAGA_TIMEOUT,
+    json_output: JsonOption = False,
+) -> None:
+    """Move an active hold's expiry later; its workflow's expiry timer follows."""
+    key = require_idempotency_key(idempotency_key)
+    ttl_seconds = parse_duration(ttl)
+    parse_duration(timeout)
+    async with connected_client() as client:
+        extended = await _answered_within(
+            client.extend_hold(
+                hold, tenant_id=tenant, idempotency_key=key, ttl_seconds=ttl_seconds
+            ),
+            timeout,
+        )
+    emit(extended, json_output, render=lambda _: hold_table(extended, title="hold extended"))
+
+
+@app.command("retry-payout")
+@run_command
+async def retry_payout(
+    tenant: TenantOption,
+    hold: HoldOption,
+    idempotency_key: IdempotencyKeyOption = None,
+    timeout: TimeoutOption = DEFAULT_SAGA_TIMEOUT,
+    json_output: JsonOption = False,
+) -> None:
+    """Pay out a captured hold whose payout was refused (phase payout_failed), once the cause
+    is mended (e.g. the payee's account reopened)."""
+    key = require_idempotency_key(idempotency_key)
+    parse_duration(timeout)
+    async with connected_client() as client:
+        paid = await _answered_within(
+            client.retry_payout(hold, tenant_id=tenant, idempotency_key=key), timeout
+        )
+    emit(paid, json_output, render=lambda _: hold_table(paid, title="hold paid out"))
+
+
 @hold_app.command("show")
 @run_command
 def hold_show(

@@ -537,3 +537,77 @@ def test_hold_show_reads_the_ledger_and_with_workflow_asks_the_workflow(stack: S
     cli.run(
         "hold", "show", "--tenant", _tenant(), "--hold", frozen["hold_id"], "--workflow"
     ).expect_error("hold_not_found", 3)
+
+
+def test_extend_and_retry_payout_through_the_cli(stack: Stack) -> None:
+    cli = stack.cli
+    tenant = _tenant()
+    _open_buyer_and_seller(cli, tenant, deposit="50.00")
+    frozen = cli.run(
+        "freeze",
+        "--tenant",
+        tenant,
+        "--account",
+        "buyer",
+        "--amount",
+        "5.00",
+        "--ttl",
+        "10m",
+        "--payee",
+        "seller",
+        "--idempotency-key",
+        "negotiation-x",
+    ).expect_ok()
+    extended = cli.run(
+        "extend",
+        "--tenant",
+        tenant,
+        "--hold",
+        frozen["hold_id"],
+        "--ttl",
+        "2h",
+        "--idempotency-key",
+        "extend-1",
+    ).expect_ok()
+    assert extended["state"] == "active"
+    assert extended["expires_at"] > frozen["expires_at"]
+    # The same key and request again: the original answer; a shorter expiry is refused.
+    again = cli.run(
+        "extend",
+        "--tenant",
+        tenant,
+        "--hold",
+        frozen["hold_id"],
+        "--ttl",
+        "2h",
+        "--idempotency-key",
+        "extend-1",
+    ).expect_ok()
+    assert again["expires_at"] == extended["expires_at"]
+    cli.run(
+        "extend",
+        "--tenant",
+        tenant,
+        "--hold",
+        frozen["hold_id"],
+        "--ttl",
+        "1m",
+        "--idempotency-key",
+        "extend-2",
+    ).expect_error("ttl_out_of_range", 4)
+    # No payout was refused: there is nothing to retry on an active hold.
+    cli.run(
+        "retry-payout",
+        "--tenant",
+        tenant,
+        "--hold",
+        frozen["hold_id"],
+        "--idempotency-key",
+        "retry-1",
+    ).expect_error("hold_not_captured", 5)
+    types = [
+        event["type"]
+        for event in cli.run("events", "--tenant", tenant).expect_ok()["events"]
+        if event["hold_id"] == frozen["hold_id"]
+    ]
+    assert types == ["INTENT_CREATED", "HOLD_EXTENDED"]
