@@ -37,6 +37,7 @@ export const RUNTIME_DIRECTORY = fileURLToPath(new URL('../..', import.meta.url)
 export const REPOSITORY_ROOT = path.resolve(RUNTIME_DIRECTORY, '..');
 const VENV = process.env.COMPUTE_LEDGER_VENV ?? path.join(REPOSITORY_ROOT, '.venv');
 const READY_TIMEOUT_MS = 60_000;
+export const EMPTY_NAMESPACE = 'runtime-test-empty';
 const STOP_TIMEOUT_MS = 15_000;
 
 /**
@@ -119,11 +120,15 @@ class Child {
     this.log = createWriteStream(this.logPath);
     this.output = '';
     this.process = spawn(command, args, { env, cwd: directory, stdio: ['ignore', 'pipe', 'pipe'] });
+    // A test run that dies (an uncaught error, a signal to the runner) leaves no server behind.
+    const killOnExit = () => this.process.kill('SIGKILL');
+    process.once('exit', killOnExit);
     /** @type {Promise<number | null>} */
     this.exited = new Promise((resolve) => this.process.once('exit', (code) => resolve(code)));
     this.exitCode = /** @type {number | null | undefined} */ (undefined);
     this.exited.then((code) => {
       this.exitCode = code;
+      process.removeListener('exit', killOnExit);
     });
     for (const stream of [this.process.stdout, this.process.stderr]) {
       stream.on('data', (chunk) => {
@@ -309,6 +314,10 @@ export class Stack {
         '--headless',
         '--log-level',
         'warn',
+        // A second namespace with no workflows: a client pointed at it sees every hold as one
+        // whose workflow Temporal no longer keeps.
+        '--namespace',
+        EMPTY_NAMESPACE,
         ...searchAttributes,
       ],
       this.env,

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
-import { LedgerError, deriveHoldId } from '../../src/index.js';
+import { ComputeLedger, LedgerError, deriveHoldId } from '../../src/index.js';
+import { EMPTY_NAMESPACE } from '../helpers/stack.js';
 import { eventually, unique } from '../helpers/wait.js';
 import { freezeOptions } from './context.js';
 
@@ -241,6 +242,28 @@ export function holdsSuite(context) {
       const paid = await ledger.retryPayout({ tenantId, holdId: hold.holdId, idempotencyKey: 'p' });
       assert.equal(paid.replayed, true);
       assert.equal(paid.finalized, true);
+    });
+
+    test('a hold whose workflow Temporal no longer keeps is read from the ledger', async () => {
+      const { ledger, stack } = context;
+      const { tenantId } = await stack.tenant();
+      const hold = await ledger.freeze(freezeOptions(tenantId, unique('forgotten')));
+      await ledger.releaseHold({ tenantId, holdId: hold.holdId, idempotencyKey: 'r' });
+      await ledger.waitForHold({ tenantId, holdId: hold.holdId });
+      // A namespace that never had the workflow stands for one whose retention removed it.
+      const forgetful = await ComputeLedger.connect(stack.connectOptions({ namespace: EMPTY_NAMESPACE }));
+      let status;
+      try {
+        status = await forgetful.getHold({ tenantId, holdId: hold.holdId });
+        await refusedWith(forgetful.getHold({ tenantId, holdId: deriveHoldId(tenantId, 'never') }), 'hold_not_found');
+      } finally {
+        await forgetful.close();
+      }
+      assert.equal(status.source, 'ledger');
+      assert.equal(status.phase, 'released');
+      assert.equal(status.final, true);
+      assert.equal(status.hold?.released, '40.00');
+      assert.equal(status.hold?.holdId, hold.holdId);
     });
 
     test('a rejected freeze leaves no hold; the same key succeeds after a top-up', async () => {
