@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck services bench clean
+.PHONY: install demo test lint typecheck services runtime-test bench clean
 
 $(BIN)/compute-ledger: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ services: install
 
 test: install lint typecheck services
 	$(BIN)/pytest
+	$(MAKE) runtime-test
+
+# The JS runtime (runtime/): its generated files current, installed from package-lock.json,
+# type-checked, then `npm test` (unit tests, and integration tests against this .venv's stack).
+runtime-test: install
+	$(BIN)/python runtime/scripts/generate_contract.py --check
+	cd runtime && npm ci --no-audit --no-fund && npm run typecheck && npm test
 
 bench: install
 	$(BIN)/python -m bench.ledger_bench
@@ -39,4 +46,4 @@ bench: install
 	$(BIN)/python -m bench.api_bench
 
 clean:
-	rm -rf $(VENV) .compute-ledger .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .compute-ledger .pytest_cache .mypy_cache .ruff_cache runtime/node_modules
