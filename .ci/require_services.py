@@ -45,9 +45,33 @@ def check_temporal_binaries() -> str:
     return "Temporal binaries: " + ", ".join(found)
 
 
+def check_node() -> str:
+    """The JS runtime's tests need Node >= 20 and npm (runtime/package.json's engines)."""
+    import subprocess
+
+    versions = []
+    for name in ("node", "npm"):
+        if shutil.which(name) is None:
+            raise RuntimeError(f"{name} not found: the runtime/ tests need Node >= 20 and npm")
+        versions.append(
+            subprocess.run([name, "--version"], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .lstrip("v")
+        )
+    if int(versions[0].split(".")[0]) < 20:
+        raise RuntimeError(f"node {versions[0]} is older than 20")
+    return f"Node {versions[0]}, npm {versions[1]}"
+
+
 def main() -> int:
     failures = 0
-    for check in (check_postgres, lambda: asyncio.run(check_nats()), check_temporal_binaries):
+    checks = (
+        check_postgres,
+        lambda: asyncio.run(check_nats()),
+        check_temporal_binaries,
+        check_node,
+    )
+    for check in checks:
         try:
             print("ok  ", check())
         except Exception as error:  # every failure is reported, then we exit 1
