@@ -1,8 +1,25 @@
 """The journal: balanced, hash-chained, append-only transactions, and their verification.
 
+Chains
+    Since migration 0004 the journal is one hash chain *per tenant* (``journal_chains`` holds each
+    chain's head). A transaction carries two positions: ``chain_sequence``, gapless within its
+    tenant's chain (1, 2, 3, ...), and ``sequence``, the global ordering key (unique, increasing
+    within a tenant; from a database sequence on PostgreSQL, so not gapless across tenants when
+    a write rolls back after taking one; ``max + 1`` under SQLite's single writer). Cursors and
+    ``journal_sequence`` keep meaning the global key. Rows written before 0004 form the old
+    single global chain (``chain_sequence`` NULL, versions 1 and 2), verified as they were
+    written; ``journal_head`` is frozen at its head, and every tenant chain starts from that hash
+    (``GENESIS_HASH`` on a database created after 0004).
+
+Lock order (fixed, so PostgreSQL writers never deadlock within one transaction)
+    the hold row (if any), then the accounts in ID order (``Ledger._lock_accounts``), then the
+    tenant's ``journal_chains`` row last (:func:`append`). A write of tenant A never touches a
+    row of tenant B, so two tenants never wait on each other. The global ``sequence`` is taken
+    while the chain row is locked, so within a tenant it increases in commit order.
+
 Appending is the last step of every write: the caller has already locked the rows it decided
-on; ``append`` then locks ``journal_head`` (always last, so lock order stays fixed), takes the
-next sequence, chains the hash, inserts the rows and moves the balance snapshots.
+on; :func:`append` then locks the tenant's chain row, takes the next positions, chains the hash,
+inserts the rows (the entries in one statement) and moves the balance snapshots.
 
 Hash formats are versioned (``journal_transactions.hash_version``) and each version is kept
 forever, so a journal written by an older release stays verifiable:
@@ -10,9 +27,11 @@ forever, so a journal written by an older release stays verifiable:
 - version 1: SHA-256 over ``prev_hash`` and the canonical JSON of the transaction's columns and
   of each entry's columns except its tenant, transaction ID and journal sequence (what the first
   release hashed);
-- version 2 (written today): SHA-256 over the canonical JSON of *every* stored column of the
-  transaction (``prev_hash`` and ``hash_version`` included) and of each of its entries, exactly as
-  the database hands them back: fixed-width UTC instants, ints, booleans, and meta as stored.
+- version 2: SHA-256 over the canonical JSON of *every* stored column of the transaction
+  (``prev_hash`` and ``hash_version`` included) and of each of its entries, exactly as the
+  database hands them back: fixed-width UTC instants, ints, booleans, and meta as stored;
+- version 3 (written today): version 2's body plus the chain field ``chain_sequence`` and a
+  ``format`` tag; ``prev_hash`` is the previous hash *in the tenant's chain*.
 
 A new format is one more entry in :data:`HASH_VERSIONS` plus a new value of
 :data:`HASH_VERSION_CURRENT`; verification dispatches on each row's own version.
@@ -38,6 +57,7 @@ from ledger_db.schema import (
     accounts,
     holds,
     instant_text,
+    journal_chains,
     journal_entries,
     journal_head,
     journal_transactions,
@@ -47,12 +67,16 @@ __all__ = [
     "GENESIS_HASH",
     "HASH_VERSIONS",
     "HASH_VERSION_CURRENT",
+    "ChainHead",
     "ChainSegment",
     "EntryDraft",
     "TransactionDraft",
     "append",
+    "chain_hash_at",
+    "chain_heads",
     "entry_from_row",
     "iso",
+    "last_position",
     "transaction_hash",
     "verify",
     "verify_segment",
@@ -220,7 +244,15 @@ ENTRY_COLUMNS_V2: tuple[str, ...] = (
     "hold_id",
 )
 _INTEGER_COLUMNS = frozenset(
-    {"sequence", "entry_count", "hash_version", "journal_sequence", "entry_index", "amount_minor"}
+    {
+        "sequence",
+        "chain_sequence",
+        "entry_count",
+        "hash_version",
+        "journal_sequence",
+        "entry_index",
+        "amount_minor",
+    }
 )
 
 
@@ -250,9 +282,30 @@ def _hash_v2(transaction: Mapping[str, Any], entries: Sequence[Mapping[str, Any]
     return hashlib.sha256(_canonical(body)).hexdigest()
 
 
+# --------------------------------------------------------------------------------------------
+# Version 3: every stored column with the chain fields; prev_hash links the tenant's chain
+
+TRANSACTION_COLUMNS_V3: tuple[str, ...] = (*TRANSACTION_COLUMNS_V2, "chain_sequence")
+ENTRY_COLUMNS_V3: tuple[str, ...] = ENTRY_COLUMNS_V2
+
+
+def _hash_v3(transaction: Mapping[str, Any], entries: Sequence[Mapping[str, Any]]) -> str:
+    body = {
+        "format": 3,
+        "transaction": {
+            column: _stored_value(column, transaction[column]) for column in TRANSACTION_COLUMNS_V3
+        },
+        "entries": [
+            {column: _stored_value(column, entry[column]) for column in ENTRY_COLUMNS_V3}
+            for entry in entries
+        ],
+    }
+    return hashlib.sha256(_canonical(body)).hexdigest()
+
+
 HashFunction = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]]], str]
-HASH_VERSIONS: Mapping[int, HashFunction] = {1: _hash_v1, 2: _hash_v2}
-HASH_VERSION_CURRENT = 2
+HASH_VERSIONS: Mapping[int, HashFunction] = {1: _hash_v1, 2: _hash_v2, 3: _hash_v3}
+HASH_VERSION_CURRENT = 3
 
 
 def transaction_hash(
@@ -310,25 +363,103 @@ def _check_entry_ids_free(connection: sa.Connection, tenant_id: str, ids: Sequen
             )
 
 
-def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, list[JournalEntry]]:
-    """Writes ``draft`` at the head of the chain and moves the balance snapshots.
+# The tenant's chain row, locked (the last lock of a write), with the next global sequence.
+_LOCK_CHAIN = {
+    "postgresql": sa.text(
+        "SELECT last_sequence, last_hash, nextval('journal_transactions_sequence') AS next "
+        "FROM journal_chains WHERE tenant_id = :tenant_id FOR UPDATE"
+    ),
+    # One writer at a time (BEGIN IMMEDIATE): the next global sequence is max + 1, gapless.
+    "sqlite": sa.text(
+        "SELECT last_sequence, last_hash, "
+        "(SELECT coalesce(max(sequence), 0) + 1 FROM journal_transactions) AS next "
+        "FROM journal_chains WHERE tenant_id = :tenant_id"
+    ),
+}
+# A tenant's first write starts its chain at the frozen head of the pre-0004 global chain.
+_START_CHAIN = sa.text(
+    "INSERT INTO journal_chains (tenant_id, last_sequence, last_hash) "
+    "SELECT :tenant_id, 0, last_hash FROM journal_head WHERE id = 1 "
+    "ON CONFLICT (tenant_id) DO NOTHING"
+)
+_MOVE_CHAIN = sa.text(
+    "UPDATE journal_chains SET last_sequence = :chain_sequence, last_hash = :hash "
+    "WHERE tenant_id = :tenant_id"
+)
+_MOVE_BALANCE = (
+    accounts.update()
+    .where(
+        accounts.c.tenant_id == sa.bindparam("b_tenant_id"),
+        accounts.c.account_id == sa.bindparam("b_account_id"),
+    )
+    .values(
+        balance_minor=sa.bindparam("b_balance_minor"),
+        last_sequence=sa.bindparam("b_last_sequence"),
+    )
+)
 
-    The caller holds locks on every account the draft touches; this locks the head last.
+
+def _lock_chain(connection: sa.Connection, tenant_id: str) -> tuple[int, str, int]:
+    """Locks the tenant's chain row (creating it on the tenant's first write); returns its last
+    chain sequence and hash and the next global sequence."""
+    statement = _LOCK_CHAIN[connection.dialect.name]
+    head = connection.execute(statement, {"tenant_id": tenant_id}).first()
+    if head is None:
+        connection.execute(_START_CHAIN, {"tenant_id": tenant_id})
+        head = connection.execute(statement, {"tenant_id": tenant_id}).first()
+        if head is None:
+            raise RuntimeError("journal_head is missing: the database is damaged (verify_journal)")
+    return int(head.last_sequence), str(head.last_hash), int(head.next)
+
+
+def append(
+    connection: sa.Connection,
+    draft: TransactionDraft,
+    *,
+    balances: Mapping[str, int] | None = None,
+) -> tuple[int, list[JournalEntry]]:
+    """Writes ``draft`` at the head of its tenant's chain and moves the balance snapshots;
+    returns the global sequence and the entries written.
+
+    The caller holds locks on every account the draft touches; this locks the tenant's chain
+    row last. ``balances`` (account ID to balance, read under those locks and not moved since)
+    spares reading them again.
     """
     _check_shape(draft)
     entry_ids = [
         entry.ledger_entry_id or derive_entry_id(draft.transaction_id, index)
         for index, entry in enumerate(draft.entries)
     ]
-    _check_entry_ids_free(connection, draft.tenant_id, entry_ids)
-    head = connection.execute(
-        sa.select(journal_head.c.last_sequence, journal_head.c.last_hash)
-        .where(journal_head.c.id == 1)
-        .with_for_update()
-    ).first()
-    if head is None:
-        raise RuntimeError("journal_head is missing: the database is damaged (verify_journal)")
-    sequence = int(head.last_sequence) + 1
+    # Derived IDs are unique by construction (a unique key still guards them); IDs a caller
+    # chose are checked first, for the typed error naming the one taken.
+    if any(entry.ledger_entry_id for entry in draft.entries):
+        _check_entry_ids_free(connection, draft.tenant_id, entry_ids)
+    deltas: dict[str, int] = defaultdict(int)
+    for entry in draft.entries:
+        deltas[entry.account_id] += (
+            entry.amount_minor if entry.direction is Direction.IN else -entry.amount_minor
+        )
+    moved = sorted((account_id, delta) for account_id, delta in deltas.items() if delta)
+    # The rows are locked by the caller; the new balances are computed here so that a balance
+    # leaving the 64-bit range is refused the same way on both engines, before any write.
+    if balances is not None and all(account_id in balances for account_id, _ in moved):
+        current = {account_id: int(balances[account_id]) for account_id, _ in moved}
+    elif moved:
+        current = {
+            row.account_id: int(row.balance_minor)
+            for row in connection.execute(
+                sa.select(accounts.c.account_id, accounts.c.balance_minor).where(
+                    accounts.c.tenant_id == draft.tenant_id,
+                    accounts.c.account_id.in_([account_id for account_id, _ in moved]),
+                )
+            )
+        }
+    else:
+        current = {}
+    for account_id, delta in moved:
+        if abs(current[account_id] + delta) > limits.amount_minor_max:
+            raise InvalidAmount("balance would leave the 64-bit range", account_id=account_id)
+    chain_last, prev_hash, sequence = _lock_chain(connection, draft.tenant_id)
     transaction_row: dict[str, Any] = {
         "sequence": sequence,
         "transaction_id": draft.transaction_id,
@@ -341,69 +472,58 @@ def append(connection: sa.Connection, draft: TransactionDraft) -> tuple[int, lis
         "occurred_at": draft.occurred_at,
         "recorded_at": draft.recorded_at,
         "meta": draft.meta,
-        "prev_hash": head.last_hash,
+        "prev_hash": prev_hash,
         "hash_version": HASH_VERSION_CURRENT,
+        "chain_sequence": chain_last + 1,
     }
-    entry_rows: list[dict[str, Any]] = []
-    deltas: dict[str, int] = defaultdict(int)
-    for index, entry in enumerate(draft.entries):
-        signed = entry.amount_minor if entry.direction is Direction.IN else -entry.amount_minor
-        deltas[entry.account_id] += signed
-        entry_rows.append(
-            {
-                "journal_sequence": sequence,
-                "entry_index": index,
-                "ledger_entry_id": entry_ids[index],
-                "transaction_id": draft.transaction_id,
-                "tenant_id": draft.tenant_id,
-                "account_id": entry.account_id,
-                "project_id": entry.project_id,
-                "env": entry.env,
-                "asset_id": entry.asset_id,
-                "task_id": entry.task_id,
-                "external_ref": entry.external_ref,
-                "direction": entry.direction.value,
-                "amount_minor": entry.amount_minor,
-                "currency": entry.currency,
-                "reason": entry.reason,
-                "category": entry.category,
-                "tags": entry.tags,
-                "meta": entry.meta,
-                "occurred_at": entry.occurred_at or draft.occurred_at,
-                "recorded_at": draft.recorded_at,
-                "counterpart": entry.counterpart,
-                "hold_id": entry.hold_id,
-            }
-        )
-    moved = sorted((account_id, delta) for account_id, delta in deltas.items() if delta)
-    # The rows are locked by the caller; the new balances are computed here so that a balance
-    # leaving the 64-bit range is refused the same way on both engines, before any write.
-    current = {
-        row.account_id: int(row.balance_minor)
-        for row in connection.execute(
-            sa.select(accounts.c.account_id, accounts.c.balance_minor).where(
-                accounts.c.tenant_id == draft.tenant_id,
-                accounts.c.account_id.in_([account_id for account_id, _ in moved]),
-            )
-        )
-    }
-    for account_id, delta in moved:
-        if abs(current[account_id] + delta) > limits.amount_minor_max:
-            raise InvalidAmount("balance would leave the 64-bit range", account_id=account_id)
+    entry_rows: list[dict[str, Any]] = [
+        {
+            "journal_sequence": sequence,
+            "entry_index": index,
+            "ledger_entry_id": entry_ids[index],
+            "transaction_id": draft.transaction_id,
+            "tenant_id": draft.tenant_id,
+            "account_id": entry.account_id,
+            "project_id": entry.project_id,
+            "env": entry.env,
+            "asset_id": entry.asset_id,
+            "task_id": entry.task_id,
+            "external_ref": entry.external_ref,
+            "direction": entry.direction.value,
+            "amount_minor": entry.amount_minor,
+            "currency": entry.currency,
+            "reason": entry.reason,
+            "category": entry.category,
+            "tags": entry.tags,
+            "meta": entry.meta,
+            "occurred_at": entry.occurred_at or draft.occurred_at,
+            "recorded_at": draft.recorded_at,
+            "counterpart": entry.counterpart,
+            "hold_id": entry.hold_id,
+        }
+        for index, entry in enumerate(draft.entries)
+    ]
     new_hash = transaction_hash(transaction_row, entry_rows)
     connection.execute(journal_transactions.insert().values(**transaction_row, hash=new_hash))
     if entry_rows:
-        connection.execute(journal_entries.insert(), entry_rows)
+        # One statement for all entries (a multi-row VALUES).
+        connection.execute(journal_entries.insert().values(entry_rows))
     connection.execute(
-        journal_head.update()
-        .where(journal_head.c.id == 1)
-        .values(last_sequence=sequence, last_hash=new_hash)
+        _MOVE_CHAIN,
+        {"tenant_id": draft.tenant_id, "chain_sequence": chain_last + 1, "hash": new_hash},
     )
-    for account_id, delta in moved:
+    if moved:
         connection.execute(
-            accounts.update()
-            .where(accounts.c.tenant_id == draft.tenant_id, accounts.c.account_id == account_id)
-            .values(balance_minor=current[account_id] + delta, last_sequence=sequence)
+            _MOVE_BALANCE,
+            [
+                {
+                    "b_tenant_id": draft.tenant_id,
+                    "b_account_id": account_id,
+                    "b_balance_minor": current[account_id] + delta,
+                    "b_last_sequence": sequence,
+                }
+                for account_id, delta in moved
+            ],
         )
     return sequence, [entry_from_row(row) for row in entry_rows]
 
@@ -437,29 +557,9 @@ def entry_from_row(row: Any) -> JournalEntry:
     )
 
 
-def _transactions_in_batches(
-    connection: sa.Connection, after_sequence: int = 0, transactions_max: int | None = None
-) -> Iterator[Sequence[Any]]:
-    after, left = after_sequence, transactions_max
-    while left is None or left > 0:
-        size = _VERIFY_BATCH_TRANSACTIONS if left is None else min(left, _VERIFY_BATCH_TRANSACTIONS)
-        batch = connection.execute(
-            sa.select(journal_transactions)
-            .where(journal_transactions.c.sequence > after)
-            .order_by(journal_transactions.c.sequence)
-            .limit(size)
-        ).all()
-        if not batch:
-            return
-        yield batch
-        after = int(batch[-1].sequence)
-        if left is not None:
-            left -= len(batch)
-
-
 @dataclass(frozen=True)
 class ChainSegment:
-    """What verifying a stretch of the chain found, and where it ended."""
+    """What verifying a stretch of the journal (in global order) found, and where it ended."""
 
     problems: list[Problem]
     last_sequence: int
@@ -467,64 +567,156 @@ class ChainSegment:
     reached_head: bool
 
 
-def _walk(
-    connection: sa.Connection,
-    after_sequence: int,
-    prev_hash: str,
-    transactions_max: int | None,
-    replayed: dict[tuple[str, str], int],
-    opened: row_audit.AccountJournal | None = None,
-) -> ChainSegment:
-    """Checks the transactions after ``after_sequence`` (all, or ``transactions_max``) against
-    the chain ending in ``prev_hash``, adding each entry to ``replayed`` and, given ``opened``,
-    each account record to it, as it goes."""
-    problems: list[Problem] = []
-    expected_sequence = after_sequence + 1
-    walked = 0
-    for batch in _transactions_in_batches(connection, after_sequence, transactions_max):
-        first, last = int(batch[0].sequence), int(batch[-1].sequence)
-        entries_by_sequence: dict[int, list[dict[str, Any]]] = defaultdict(list)
+@dataclass(frozen=True)
+class ChainHead:
+    """The head of one tenant's chain: its last chain sequence and that transaction's hash."""
+
+    tenant_id: str
+    sequence: int
+    hash: str
+
+
+def chain_heads(connection: sa.Connection) -> list[ChainHead]:
+    """The head of every tenant chain, as stored in ``journal_chains``, sorted by tenant."""
+    return [
+        ChainHead(row.tenant_id, int(row.last_sequence), str(row.last_hash))
+        for row in connection.execute(
+            sa.select(journal_chains).order_by(journal_chains.c.tenant_id)
+        )
+    ]
+
+
+def chain_hash_at(connection: sa.Connection, tenant_id: str, sequence: int) -> str | None:
+    """The stored hash of the transaction at ``sequence`` of ``tenant_id``'s chain (its
+    ``chain_sequence``), or ``None`` if there is none; sequence 0 is the chain's start."""
+    if sequence == 0:
+        return _legacy_head_hash(connection)
+    value = connection.execute(
+        sa.select(journal_transactions.c.hash).where(
+            journal_transactions.c.tenant_id == tenant_id,
+            journal_transactions.c.chain_sequence == sequence,
+        )
+    ).scalar()
+    return None if value is None else str(value)
+
+
+def last_position(connection: sa.Connection) -> tuple[int, str]:
+    """The global sequence and hash of the journal's last transaction (``(0, GENESIS_HASH)``
+    when it is empty): where a verification in global order reaches the head."""
+    row = connection.execute(
+        sa.select(journal_transactions.c.sequence, journal_transactions.c.hash)
+        .order_by(journal_transactions.c.sequence.desc())
+        .limit(1)
+    ).first()
+    return (0, GENESIS_HASH) if row is None else (int(row.sequence), str(row.hash))
+
+
+def _legacy_head_hash(connection: sa.Connection) -> str:
+    """The hash every tenant chain starts from: the last transaction of the pre-0004 global
+    chain (``GENESIS_HASH`` if it has none)."""
+    value = connection.execute(
+        sa.select(journal_transactions.c.hash)
+        .where(journal_transactions.c.chain_sequence.is_(None))
+        .order_by(journal_transactions.c.sequence.desc())
+        .limit(1)
+    ).scalar()
+    return GENESIS_HASH if value is None else str(value)
+
+
+def _entries_of(
+    connection: sa.Connection, sequences: Sequence[int]
+) -> dict[int, list[dict[str, Any]]]:
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if sequences:
         for entry in connection.execute(
             sa.select(journal_entries)
-            .where(journal_entries.c.journal_sequence.between(first, last))
+            .where(journal_entries.c.journal_sequence.in_(list(sequences)))
             .order_by(journal_entries.c.journal_sequence, journal_entries.c.entry_index)
         ):
-            entries_by_sequence[int(entry.journal_sequence)].append(dict(entry._mapping))
-        for transaction in batch:
-            row = dict(transaction._mapping)
-            problems.extend(
-                _verify_transaction(
-                    row,
-                    entries_by_sequence.get(int(transaction.sequence), []),
-                    expected_sequence,
-                    prev_hash,
-                )
+            found[int(entry.journal_sequence)].append(dict(entry._mapping))
+    return found
+
+
+def _legacy_batches(connection: sa.Connection) -> Iterator[Sequence[Any]]:
+    """The pre-0004 global chain in sequence order, in batches."""
+    after = 0
+    while True:
+        batch = connection.execute(
+            sa.select(journal_transactions)
+            .where(
+                journal_transactions.c.chain_sequence.is_(None),
+                journal_transactions.c.sequence > after,
             )
-            if opened is not None:
-                problems.extend(opened.observe(row))
-            for posted in entries_by_sequence.get(int(transaction.sequence), []):
-                signed = int(posted["amount_minor"]) * (1 if posted["direction"] == "IN" else -1)
-                replayed[(posted["tenant_id"], posted["account_id"])] += signed
-            expected_sequence = int(transaction.sequence) + 1
-            prev_hash = transaction.hash
-        walked += len(batch)
-    reached_head = transactions_max is None or walked < transactions_max
-    return ChainSegment(problems, expected_sequence - 1, prev_hash, reached_head)
+            .order_by(journal_transactions.c.sequence)
+            .limit(_VERIFY_BATCH_TRANSACTIONS)
+        ).all()
+        if not batch:
+            return
+        yield batch
+        after = int(batch[-1].sequence)
+
+
+def _chain_batches(connection: sa.Connection) -> Iterator[Sequence[Any]]:
+    """Every tenant chain's transactions, tenant by tenant, each in global sequence order (the
+    order they were appended in), in batches."""
+    tenant, after = "", -1
+    table = journal_transactions.c
+    while True:
+        batch = connection.execute(
+            sa.select(journal_transactions)
+            .where(
+                table.chain_sequence.is_not(None),
+                sa.or_(
+                    table.tenant_id > tenant,
+                    sa.and_(table.tenant_id == tenant, table.sequence > after),
+                ),
+            )
+            .order_by(table.tenant_id, table.sequence)
+            .limit(_VERIFY_BATCH_TRANSACTIONS)
+        ).all()
+        if not batch:
+            return
+        yield batch
+        tenant, after = batch[-1].tenant_id, int(batch[-1].sequence)
+
+
+def _observe(
+    row: dict[str, Any],
+    entries: list[dict[str, Any]],
+    replayed: dict[tuple[str, str], int],
+    opened: row_audit.AccountJournal | None,
+) -> list[Problem]:
+    for posted in entries:
+        signed = int(posted["amount_minor"]) * (1 if posted["direction"] == "IN" else -1)
+        replayed[(posted["tenant_id"], posted["account_id"])] += signed
+    return [] if opened is None else opened.observe(row)
 
 
 def verify(connection: sa.Connection) -> list[Problem]:
-    """Recomputes the chain, checks every transaction balances, replays every balance, and
-    cross-checks the rows that drive payouts (holds, accounts) against the journal.
+    """Recomputes every chain (the pre-0004 global chain, then each tenant's chain), checks
+    every transaction balances, replays every balance, and cross-checks the rows that drive
+    payouts (holds, accounts) against the journal.
 
-    Returns every problem found, in journal order then by row; an empty list means the books
-    are intact. Never raises on damaged data: what cannot be read is a problem too.
+    Returns every problem found, chain by chain in journal order, then by row; an empty list
+    means the books are intact. A problem in a tenant chain names its tenant and its global
+    ``journal_sequence`` (its chain position is in the message). Never raises on damaged data:
+    what cannot be read is a problem too.
     """
     replayed: dict[tuple[str, str], int] = defaultdict(int)
     opened = row_audit.AccountJournal()
-    segment = _walk(connection, 0, GENESIS_HASH, None, replayed, opened)
-    problems = list(segment.problems)
+    problems: list[Problem] = []
+    # 1. The global chain written before migration 0004 (versions 1 and 2).
+    last_sequence, last_hash = 0, GENESIS_HASH
+    for batch in _legacy_batches(connection):
+        entries = _entries_of(connection, [int(row.sequence) for row in batch])
+        for transaction in batch:
+            row = dict(transaction._mapping)
+            posted = entries.get(int(row["sequence"]), [])
+            problems.extend(_verify_transaction(row, posted, last_sequence + 1, last_hash))
+            problems.extend(_observe(row, posted, replayed, opened))
+            last_sequence, last_hash = int(row["sequence"]), str(row["hash"])
     head = connection.execute(sa.select(journal_head).where(journal_head.c.id == 1)).first()
-    expected = f"{segment.last_sequence}:{segment.last_hash}"
+    expected = f"{last_sequence}:{last_hash}"
     if head is None:
         problems.append(
             Problem(
@@ -533,7 +725,7 @@ def verify(connection: sa.Connection) -> list[Problem]:
                 expected=expected,
             )
         )
-    elif int(head.last_sequence) != segment.last_sequence or head.last_hash != segment.last_hash:
+    elif int(head.last_sequence) != last_sequence or head.last_hash != last_hash:
         problems.append(
             Problem(
                 kind="head_mismatch",
@@ -543,6 +735,20 @@ def verify(connection: sa.Connection) -> list[Problem]:
                 actual=f"{head.last_sequence}:{head.last_hash}",
             )
         )
+    # 2. Each tenant's chain, from the global chain's head on.
+    genesis = last_hash
+    walked: dict[str, tuple[int, str]] = {}
+    for batch in _chain_batches(connection):
+        entries = _entries_of(connection, [int(row.sequence) for row in batch])
+        for transaction in batch:
+            row = dict(transaction._mapping)
+            tenant_id = str(row["tenant_id"])
+            position, prev = walked.get(tenant_id, (0, genesis))
+            posted = entries.get(int(row["sequence"]), [])
+            problems.extend(_verify_transaction(row, posted, position + 1, prev, chain=True))
+            problems.extend(_observe(row, posted, replayed, opened))
+            walked[tenant_id] = (int(row["chain_sequence"]), str(row["hash"]))
+    problems.extend(_verify_chain_heads(connection, walked, genesis))
     problems.extend(_verify_balances(connection, replayed))
     problems.extend(_verify_holds(connection))
     problems.extend(row_audit.verify_accounts(connection, opened))
@@ -550,14 +756,80 @@ def verify(connection: sa.Connection) -> list[Problem]:
     return problems
 
 
+def _verify_chain_heads(
+    connection: sa.Connection, walked: Mapping[str, tuple[int, str]], genesis: str
+) -> list[Problem]:
+    """Each tenant's ``journal_chains`` row must point at the last transaction of its chain."""
+    problems: list[Problem] = []
+    stored = {head.tenant_id: head for head in chain_heads(connection)}
+    for tenant_id in sorted(set(stored) | set(walked)):
+        position, last = walked.get(tenant_id, (0, genesis))
+        head = stored.get(tenant_id)
+        if head is None:
+            problems.append(
+                Problem(
+                    kind="head_missing",
+                    message=f"tenant {tenant_id!r} has a chain but no journal_chains row",
+                    tenant_id=tenant_id,
+                    expected=f"{position}:{last}",
+                )
+            )
+        elif head.sequence != position or head.hash != last:
+            problems.append(
+                Problem(
+                    kind="head_mismatch",
+                    message=f"the head of tenant {tenant_id!r}'s chain does not point at its "
+                    "last transaction",
+                    tenant_id=tenant_id,
+                    expected=f"{position}:{last}",
+                    actual=f"{head.sequence}:{head.hash}",
+                )
+            )
+    return problems
+
+
+def _predecessor(
+    connection: sa.Connection, row: Mapping[str, Any], legacy_head: Callable[[], str]
+) -> tuple[int, str]:
+    """The position and hash the transaction ``row`` must follow in its chain, read from the
+    stored journal (for a segment that starts inside the chain)."""
+    table = journal_transactions.c
+    if row["chain_sequence"] is None:
+        found = connection.execute(
+            sa.select(table.sequence, table.hash)
+            .where(table.chain_sequence.is_(None), table.sequence < row["sequence"])
+            .order_by(table.sequence.desc())
+            .limit(1)
+        ).first()
+        return (0, GENESIS_HASH) if found is None else (int(found.sequence), str(found.hash))
+    found = connection.execute(
+        sa.select(table.chain_sequence, table.hash)
+        .where(
+            table.tenant_id == row["tenant_id"],
+            table.chain_sequence.is_not(None),
+            table.sequence < row["sequence"],
+        )
+        .order_by(table.sequence.desc())
+        .limit(1)
+    ).first()
+    if found is None:
+        return 0, legacy_head()
+    return int(found.chain_sequence), str(found.hash)
+
+
 def verify_segment(
     connection: sa.Connection, *, after_sequence: int, prev_hash: str, transactions_max: int
 ) -> ChainSegment:
-    """Verifies the chain from a verified position on (``after_sequence`` whose hash was
-    ``prev_hash``): at most ``transactions_max`` transactions, each checked as :func:`verify`
-    checks it (sequence, link, hash, entries, balance). Balances, hold buckets and the rows that
-    drive payouts are whole-book checks and stay :func:`verify`'s. A position whose transaction
-    no longer has that hash is a ``chain_broken`` problem at it."""
+    """Verifies the journal from a verified position on, in global order (``after_sequence``,
+    whose transaction's hash was ``prev_hash``): at most ``transactions_max`` transactions, each
+    checked as :func:`verify` checks it (chain position, link to the previous transaction of its
+    own chain, hash, entries, balance). Balances, hold buckets and the rows that drive payouts
+    are whole-book checks and stay :func:`verify`'s. A position whose transaction no longer has
+    that hash is a ``chain_broken`` problem at it.
+
+    On PostgreSQL the global sequence is taken before commit, so a transaction of one tenant
+    may commit after a later-numbered one of another: a segment verified up to the head may
+    miss it; :func:`verify` (the full walk) does not."""
     problems: list[Problem] = []
     if after_sequence:
         stored = connection.execute(
@@ -575,10 +847,38 @@ def verify_segment(
                     actual=stored,
                 )
             )
-    segment = _walk(connection, after_sequence, prev_hash, transactions_max, defaultdict(int))
-    return ChainSegment(
-        problems + segment.problems, segment.last_sequence, segment.last_hash, segment.reached_head
-    )
+    legacy: list[str] = []
+
+    def legacy_head() -> str:
+        if not legacy:
+            legacy.append(_legacy_head_hash(connection))
+        return legacy[0]
+
+    state: dict[str | None, tuple[int, str]] = {}
+    last_sequence, last_hash, walked = after_sequence, prev_hash, 0
+    while walked < transactions_max:
+        batch = connection.execute(
+            sa.select(journal_transactions)
+            .where(journal_transactions.c.sequence > last_sequence)
+            .order_by(journal_transactions.c.sequence)
+            .limit(min(transactions_max - walked, _VERIFY_BATCH_TRANSACTIONS))
+        ).all()
+        if not batch:
+            break
+        entries = _entries_of(connection, [int(row.sequence) for row in batch])
+        for transaction in batch:
+            row = dict(transaction._mapping)
+            chained = row["chain_sequence"] is not None
+            key = str(row["tenant_id"]) if chained else None
+            if key not in state:
+                state[key] = _predecessor(connection, row, legacy_head)
+            position, prev = state[key]
+            posted = entries.get(int(row["sequence"]), [])
+            problems.extend(_verify_transaction(row, posted, position + 1, prev, chain=chained))
+            state[key] = (int(row["chain_sequence" if chained else "sequence"]), str(row["hash"]))
+            last_sequence, last_hash = int(row["sequence"]), str(row["hash"])
+        walked += len(batch)
+    return ChainSegment(problems, last_sequence, last_hash, walked < transactions_max)
 
 
 _KNOWN_KINDS = frozenset(kind.value for kind in TransactionKind)
@@ -589,19 +889,24 @@ def _verify_transaction(
     entries: list[dict[str, Any]],
     expected_sequence: int,
     prev_hash: str,
+    *,
+    chain: bool = False,
 ) -> list[Problem]:
+    """The checks of one transaction; ``expected_sequence`` is its expected position: the
+    global sequence in the pre-0004 chain, the chain sequence in a tenant chain (``chain``)."""
     problems: list[Problem] = []
-    sequence = int(transaction["sequence"])
     where = {
-        "journal_sequence": sequence,
+        "journal_sequence": int(transaction["sequence"]),
         "transaction_id": transaction["transaction_id"],
         "tenant_id": transaction["tenant_id"],
     }
+    sequence = int(transaction["chain_sequence" if chain else "sequence"])
     if sequence != expected_sequence:
+        label = f"chain sequence of tenant {transaction['tenant_id']!r}" if chain else "sequence"
         problems.append(
             Problem(
                 kind="sequence_gap",
-                message=f"expected sequence {expected_sequence}, found {sequence}",
+                message=f"expected {label} {expected_sequence}, found {sequence}",
                 expected=str(expected_sequence),
                 actual=str(sequence),
                 **where,

@@ -26,9 +26,8 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
-import time
+import time  # noqa: F401  (tests patch ledger_module.time.sleep: the writer sleeps through it)
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -97,6 +96,8 @@ from ledger_db.schema import (
     journal_transactions,
     outbox_events,
 )
+from ledger_db.store import BATCH_MAX_DEFAULT, BatchWriter, WriterStats, collision_error
+from ledger_db.store.conflicts import is_retryable
 from ledger_db.sums import amounts_in_out, exact_sum, exact_sum_columns
 from ledger_db.validation import (
     check_account_id,
@@ -364,77 +365,9 @@ def _request_hash(operation: str, request: Mapping[str, Any]) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
-# The constraint of the idempotency-key claim (``pk_idempotency_keys``) as each engine names it.
-_CLAIM_CONSTRAINT = "pk_idempotency_keys"
-_CLAIM_COLUMNS_SQLITE = "idempotency_keys.tenant_id, idempotency_keys.idempotency_key"
-
-
-def _unique_violation(error: sa.exc.DBAPIError) -> str | None:
-    """The violated unique constraint (PostgreSQL's name, or SQLite's column list), if any."""
-    original = error.orig
-    if getattr(original, "sqlstate", None) == "23505":
-        diag = getattr(original, "diag", None)
-        return str(getattr(diag, "constraint_name", None) or "unique")
-    text = str(original)
-    if text.startswith("UNIQUE constraint failed: "):
-        return text.removeprefix("UNIQUE constraint failed: ")
-    if text.startswith("journal_is_append_only: INSERT"):
-        return text
-    return None
-
-
-def _is_claim_race(constraint: str) -> bool:
-    return constraint in (_CLAIM_CONSTRAINT, _CLAIM_COLUMNS_SQLITE)
-
-
-def _is_retryable(error: sa.exc.DBAPIError) -> bool:
-    original = error.orig
-    sqlstate = getattr(original, "sqlstate", None)
-    # 40001 serialization_failure, 40P01 deadlock_detected, 55P03 lock_not_available.
-    if sqlstate in {"40001", "40P01", "55P03"}:
-        return True
-    constraint = _unique_violation(error)
-    if constraint is not None:
-        # Only the idempotency-key claim race is transient: a concurrent duplicate claimed the
-        # key first; the retry sees its committed result and answers from it.
-        return _is_claim_race(constraint)
-    text = str(original).lower()
-    return "database is locked" in text or "database is busy" in text
-
-
-# Which typed error a unique violation of each constraint is (PostgreSQL constraint names and
-# the table of SQLite's message), when a concurrent writer took the same ID first.
-_COLLISIONS: tuple[tuple[str, str, type[LedgerError], str], ...] = (
-    ("pk_holds", "holds.", InvalidEntry, "hold_id"),
-    ("pk_accounts", "accounts.", AccountAlreadyExists, "account_id"),
-    (
-        "uq_journal_transactions_tenant_id_reverses_transaction_id",
-        "journal_transactions.tenant_id, journal_transactions.reverses",
-        TransactionAlreadyReversed,
-        "transaction_id",
-    ),
-    (
-        "uq_journal_entries_tenant_id_ledger_entry_id",
-        "journal_entries",
-        InvalidEntry,
-        "ledger_entry_id",
-    ),
-)
-
-
-def _collision_error(error: sa.exc.DBAPIError) -> LedgerError | None:
-    """A unique violation that is not the claim race, as the typed error it means."""
-    constraint = _unique_violation(error)
-    if constraint is None or _is_claim_race(constraint):
-        return None
-    for name, sqlite_prefix, error_class, field in _COLLISIONS:
-        if (
-            constraint == name
-            or constraint.startswith(sqlite_prefix)
-            or sqlite_prefix in constraint
-        ):
-            return error_class(f"a concurrent request took this {field} first", field=field)
-    return InvalidEntry(f"the write collides with an existing row ({constraint})", field=None)
+# Which database errors are transient and which are typed collisions: ledger_db.store.conflicts.
+_is_retryable = is_retryable
+_collision_error = collision_error
 
 
 class Ledger:
@@ -447,12 +380,18 @@ class Ledger:
         registry: CurrencyRegistry | None = None,
         clock: Callable[[], datetime] | None = None,
         config: LedgerConfig | None = None,
+        batch_max: int | None = None,
     ) -> None:
+        """``batch_max``: how many concurrent callers' operations may share one database
+        transaction (default ``LEDGER_WRITE_BATCH_MAX`` or 64; 1 turns batching off)."""
         self.engine = engine
         self.registry = registry or default_registry()
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.config = config or LedgerConfig.from_env()
         self._dialect = engine.dialect.name
+        if batch_max is None:
+            batch_max = int(os.environ.get("LEDGER_WRITE_BATCH_MAX", BATCH_MAX_DEFAULT))
+        self._writer = BatchWriter(engine, batch_max=batch_max)
 
     @classmethod
     def from_url(cls, url: str | None = None, *, migrate: bool = True, **options: Any) -> Ledger:
@@ -468,6 +407,10 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def write_stats(self) -> WriterStats:
+        """What the batched writer did so far: transactions, operations, batch sizes."""
+        return self._writer.stats
 
     # ------------------------------------------------------------------ the write path
 
@@ -497,25 +440,10 @@ class Ledger:
         )
 
     def _in_transaction(self, operation: str, body: Callable[[sa.Connection], T]) -> T:
-        """Runs ``body`` in one write transaction, retrying transient conflicts."""
-        for attempt in range(limits.retry_attempts_max):
-            try:
-                with (
-                    self.engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn,
-                    conn.begin(),
-                ):
-                    return body(conn)
-            except sa.exc.DBAPIError as error:
-                if _is_retryable(error) and attempt < limits.retry_attempts_max - 1:
-                    delay = min(0.2, 0.002 * 2**attempt) * (0.5 + random.random())
-                    log.debug("retrying %s after %s (attempt %d)", operation, error.orig, attempt)
-                    time.sleep(delay)
-                    continue
-                collision = _collision_error(error)
-                if collision is not None:
-                    raise collision from error
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Runs ``body`` in a write transaction, retrying transient conflicts: the batched
+        writer may run it together with other callers' operations, each in a savepoint, and
+        answers once the shared transaction committed (``ledger_db.store.writer``)."""
+        return self._writer.run(operation, body)
 
     def _apply(
         self,
@@ -534,40 +462,52 @@ class Ledger:
         A caller's ``now`` must lie in the window around the ledger's clock when the operation
         is applied; a replay answers whatever ``now`` the retry carries (it decides nothing).
         """
-        stored = conn.execute(
-            sa.select(
-                idempotency_keys.c.operation,
-                idempotency_keys.c.request_hash,
-                idempotency_keys.c.result,
-            ).where(
-                idempotency_keys.c.tenant_id == tenant_id,
-                idempotency_keys.c.idempotency_key == idempotency_key,
-            )
-        ).first()
-        if stored is not None:
-            if stored.request_hash != request_hash or stored.operation != operation:
-                raise IdempotencyKeyReused(
-                    f"idempotency key {idempotency_key!r} was used for a different "
-                    f"request ({stored.operation})",
+        try:
+            recorded_at: datetime | None = self._clock_now("recorded_at")
+        except LedgerError:
+            recorded_at = None  # a replay decides nothing: it answers without the clock
+        if recorded_at is not None:
+            # Claiming the key first (one statement when it is new) makes a concurrent
+            # duplicate wait on the claim; on PostgreSQL it then finds the key taken and answers
+            # from the committed result. Inside one batch a duplicate sees the earlier claim.
+            claimed = conn.execute(
+                self._insert(idempotency_keys)
+                .values(
+                    tenant_id=tenant_id,
                     idempotency_key=idempotency_key,
+                    operation=operation,
+                    request_hash=request_hash,
+                    result=None,
+                    created_at=recorded_at,
                 )
-            replay = result_type.model_validate(stored.result)
-            return replay.model_copy(update={"replayed": True})
-        recorded_at = self._clock_now("recorded_at")
+                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+                .returning(idempotency_keys.c.tenant_id)
+            ).first()
+        if recorded_at is None or claimed is None:
+            stored = conn.execute(
+                sa.select(
+                    idempotency_keys.c.operation,
+                    idempotency_keys.c.request_hash,
+                    idempotency_keys.c.result,
+                ).where(
+                    idempotency_keys.c.tenant_id == tenant_id,
+                    idempotency_keys.c.idempotency_key == idempotency_key,
+                )
+            ).first()
+            if stored is not None:
+                if stored.request_hash != request_hash or stored.operation != operation:
+                    raise IdempotencyKeyReused(
+                        f"idempotency key {idempotency_key!r} was used for a different "
+                        f"request ({stored.operation})",
+                        idempotency_key=idempotency_key,
+                    )
+                replay = result_type.model_validate(stored.result)
+                return replay.model_copy(update={"replayed": True})
+            if recorded_at is None:
+                recorded_at = self._clock_now("recorded_at")  # raises the clock's error
+            raise AssertionError("the idempotency key is neither claimed nor stored")
         if now is not None:
             check_now(now, recorded_at)
-        # Claiming the key first makes a concurrent duplicate wait on it, then fail with a
-        # unique violation, retry, and answer as a replay.
-        conn.execute(
-            idempotency_keys.insert().values(
-                tenant_id=tenant_id,
-                idempotency_key=idempotency_key,
-                operation=operation,
-                request_hash=request_hash,
-                result=None,
-                created_at=recorded_at,
-            )
-        )
         result = decide_and_write(conn, recorded_at)
         conn.execute(
             idempotency_keys.update()
@@ -588,6 +528,17 @@ class Ledger:
         """A caller's ``now`` (``None``: the ledger's clock at write time): an instant in range;
         :meth:`_apply` checks it against the ledger's clock."""
         return None if now is None else check_instant(now, "now")
+
+    def _insert(self, table: sa.Table) -> Any:
+        """An INSERT of the engine's dialect (for ON CONFLICT); the PostgreSQL dialect is
+        imported only by a PostgreSQL ledger."""
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     def _ensure_accounts(
         self,

@@ -3,8 +3,13 @@
 Mutable state lives in ``accounts`` (balance snapshots), ``holds``, ``idempotency_keys`` and
 ``outbox_events``. The journal (``journal_transactions``, ``journal_entries``) is append-only:
 triggers created by the migrations refuse every UPDATE, DELETE and TRUNCATE, whoever issues it.
-``journal_head`` holds the last sequence and hash of the chain; locking it last in every write
-serialises appends and keeps the sequence gapless.
+Since migration 0004 the journal is a hash chain *per tenant*: ``journal_chains`` holds each
+tenant's last chain sequence and hash, and a write locks its tenant's row last, so two tenants
+never wait on each other. ``journal_transactions.sequence`` stays the global ordering key (unique,
+increasing per tenant, not gapless across tenants on PostgreSQL: a database sequence);
+``chain_sequence`` is the gapless position in the tenant's chain. ``journal_head`` is frozen at
+the head of the single global chain written before 0004 (``GENESIS_HASH`` on a database created
+after it); every tenant chain starts from that hash.
 
 The rows that drive payouts carry CHECK constraints (:data:`HOLD_CHECKS`, :data:`ACCOUNT_CHECKS`):
 real CHECK constraints on PostgreSQL, and on SQLite (whose tables cannot gain a constraint
@@ -30,6 +35,7 @@ __all__ = [
     "holds",
     "idempotency_keys",
     "instant_text",
+    "journal_chains",
     "journal_entries",
     "journal_head",
     "journal_transactions",
@@ -223,6 +229,16 @@ journal_head = sa.Table(
     sa.Column("last_hash", sa.String(64), nullable=False),
 )
 
+# One row per tenant chain (migration 0004): the last chain sequence and hash of the tenant's
+# journal; its row lock is the last lock of every write of the tenant.
+journal_chains = sa.Table(
+    "journal_chains",
+    metadata,
+    sa.Column("tenant_id", sa.String(128), primary_key=True),
+    sa.Column("last_sequence", sa.BigInteger, nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+)
+
 journal_transactions = sa.Table(
     "journal_transactions",
     metadata,
@@ -242,7 +258,17 @@ journal_transactions = sa.Table(
     # Which canonical form ``hash`` covers (``ledger_db.journal.HASH_VERSIONS``); rows written
     # before the column existed are version 1.
     sa.Column("hash_version", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
+    # The gapless position in the tenant's chain (hash version 3); NULL on the rows of the
+    # global chain written before migration 0004.
+    sa.Column("chain_sequence", sa.BigInteger),
     sa.UniqueConstraint("tenant_id", "reverses_transaction_id"),
+    sa.Index(
+        "uq_journal_transactions_tenant_id_chain_sequence",
+        "tenant_id",
+        "chain_sequence",
+        unique=True,
+    ),
+    sa.Index("ix_journal_transactions_tenant_sequence", "tenant_id", "sequence"),
     sa.Index("ix_journal_transactions_tenant_recorded", "tenant_id", "recorded_at"),
     sa.Index("ix_journal_transactions_tenant_hold", "tenant_id", "hold_id"),
 )

@@ -13,10 +13,10 @@ import pytest
 
 from ledger_db import errors, limits
 from ledger_db.journal import (
-    ENTRY_COLUMNS_V2,
+    ENTRY_COLUMNS_V3,
     HASH_VERSION_CURRENT,
     HASH_VERSIONS,
-    TRANSACTION_COLUMNS_V2,
+    TRANSACTION_COLUMNS_V3,
     transaction_hash,
 )
 from ledger_db.schema import UtcDateTime, instant_text, journal_entries, journal_transactions
@@ -121,12 +121,12 @@ def test_instant_text_is_fixed_width_and_reads_back_for_every_year() -> None:
     )
 
 
-def test_hash_version_2_covers_every_stored_column() -> None:
+def test_the_current_hash_version_covers_every_stored_column() -> None:
     """A new column of the journal must be hashed: adding one without a new hash version (and
     listing the column in it) fails here."""
     assert max(HASH_VERSIONS) == HASH_VERSION_CURRENT
-    assert set(TRANSACTION_COLUMNS_V2) == {c.name for c in journal_transactions.columns} - {"hash"}
-    assert set(ENTRY_COLUMNS_V2) == {c.name for c in journal_entries.columns}
+    assert set(TRANSACTION_COLUMNS_V3) == {c.name for c in journal_transactions.columns} - {"hash"}
+    assert set(ENTRY_COLUMNS_V3) == {c.name for c in journal_entries.columns}
 
 
 def _loaded(value: Any) -> Any:
