@@ -73,8 +73,8 @@ from ledger_db.finops import (
 )
 from ledger_db.finops.reconcile import render_reconciliation_csv, render_reconciliation_json
 from ledger_db.ids import hold_workflow_id
-from ledger_db.journal import GENESIS_HASH, verify_segment
-from ledger_db.schema import accounts, holds, journal_head
+from ledger_db.journal import GENESIS_HASH, last_position, verify_segment
+from ledger_db.schema import accounts, holds
 from workflows import search_attributes as hold_attributes
 from workflows.batch import (
     ACTIVITY_CHECK_HOLDS_PAGE,
@@ -346,11 +346,9 @@ class BatchActivities:
             )
 
     def _journal_head(self) -> tuple[int, str]:
+        # The last transaction in global order (tenant chains: there is no single head row).
         with self.ledger.engine.connect() as connection:
-            row = connection.execute(
-                sa.select(journal_head.c.last_sequence, journal_head.c.last_hash)
-            ).one()
-        return int(row.last_sequence), str(row.last_hash)
+            return last_position(connection)
 
     @activity.defn(name=ACTIVITY_CHECK_HOLDS_PAGE)
     async def check_holds_page(self, request: HoldsPageInput) -> HoldsPageResult:

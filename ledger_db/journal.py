@@ -948,6 +948,20 @@ def _verify_transaction(
                     **where,
                 )
             )
+            if chain:
+                # A tenant chain certifies a transaction's position (its global sequence
+                # included) only through its own hash: a row edited or moved in the global
+                # order (sequences swapped between two tenants) breaks the chain here.
+                problems.append(
+                    Problem(
+                        kind="chain_broken",
+                        message="the chain breaks here: the hash the next transaction links to "
+                        "does not cover this transaction as stored",
+                        expected=recomputed,
+                        actual=transaction["hash"],
+                        **where,
+                    )
+                )
     if transaction["kind"] not in _KNOWN_KINDS:
         problems.append(
             Problem(
