@@ -381,9 +381,14 @@ class Ledger:
         clock: Callable[[], datetime] | None = None,
         config: LedgerConfig | None = None,
         batch_max: int | None = None,
+        lanes: int | None = None,
     ) -> None:
         """``batch_max``: how many concurrent callers' operations may share one database
-        transaction (default ``LEDGER_WRITE_BATCH_MAX`` or 64; 1 turns batching off)."""
+        transaction (default ``LEDGER_WRITE_BATCH_MAX`` or 64; 1 turns batching off).
+        ``lanes``: how many batched writers run side by side, each tenant always on the same
+        one (``hash(tenant) % lanes``), so that a batch waiting on one tenant's locks does not
+        hold up the others (default ``LEDGER_WRITE_LANES`` or 4 on PostgreSQL; always 1 on
+        SQLite, which has one writer at a time)."""
         self.engine = engine
         self.registry = registry or default_registry()
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
@@ -391,7 +396,12 @@ class Ledger:
         self._dialect = engine.dialect.name
         if batch_max is None:
             batch_max = int(os.environ.get("LEDGER_WRITE_BATCH_MAX", BATCH_MAX_DEFAULT))
-        self._writer = BatchWriter(engine, batch_max=batch_max)
+        if self._dialect == "sqlite":
+            lanes = 1
+        elif lanes is None:
+            lanes = int(os.environ.get("LEDGER_WRITE_LANES", "4"))
+        self._writers = [BatchWriter(engine, batch_max=batch_max) for _ in range(max(1, lanes))]
+        self._writer = self._writers[0]
 
     @classmethod
     def from_url(cls, url: str | None = None, *, migrate: bool = True, **options: Any) -> Ledger:
@@ -409,8 +419,22 @@ class Ledger:
         self.engine.dispose()
 
     def write_stats(self) -> WriterStats:
-        """What the batched writer did so far: transactions, operations, batch sizes."""
-        return self._writer.stats
+        """What the batched writers did so far: transactions, operations, batch sizes."""
+        total = WriterStats()
+        for writer in self._writers:
+            total.batches += writer.stats.batches
+            total.units += writer.stats.units
+            total.retries += writer.stats.retries
+            total.sizes.update(writer.stats.sizes)
+        return total
+
+    def _writer_for(self, tenant_id: str | None) -> BatchWriter:
+        """The writer (lane) of a tenant: always the same one, so a tenant's writes of one
+        ``Ledger`` never contend with each other across lanes."""
+        if tenant_id is None or len(self._writers) == 1:
+            return self._writers[0]
+        digest = hashlib.blake2b(tenant_id.encode(), digest_size=4).digest()
+        return self._writers[int.from_bytes(digest, "big") % len(self._writers)]
 
     # ------------------------------------------------------------------ the write path
 
@@ -437,13 +461,21 @@ class Ledger:
                 decide_and_write,
                 now,
             ),
+            tenant_id=tenant_id,
         )
 
-    def _in_transaction(self, operation: str, body: Callable[[sa.Connection], T]) -> T:
+    def _in_transaction(
+        self,
+        operation: str,
+        body: Callable[[sa.Connection], T],
+        *,
+        tenant_id: str | None = None,
+    ) -> T:
         """Runs ``body`` in a write transaction, retrying transient conflicts: the batched
-        writer may run it together with other callers' operations, each in a savepoint, and
-        answers once the shared transaction committed (``ledger_db.store.writer``)."""
-        return self._writer.run(operation, body)
+        writer of the tenant's lane may run it together with other callers' operations, each in
+        a savepoint, and answers once the shared transaction committed
+        (``ledger_db.store.writer``)."""
+        return self._writer_for(tenant_id).run(operation, body)
 
     def _apply(
         self,
@@ -825,7 +857,7 @@ class Ledger:
                 for spec in specs
             ]
 
-        return self._in_transaction("ensure_platform_accounts", ensure)
+        return self._in_transaction("ensure_platform_accounts", ensure, tenant_id=tenant_id)
 
     def set_overdraft_limit(
         self,
@@ -1817,7 +1849,9 @@ class Ledger:
         return [_replayed_batches(result) for result in results]
 
     def _record(self, prepared: _PreparedRecord) -> TransactionBatchResult:
-        return self._in_transaction(prepared[0], lambda conn: self._apply(conn, *prepared))
+        return self._in_transaction(
+            prepared[0], lambda conn: self._apply(conn, *prepared), tenant_id=prepared[1]
+        )
 
     def _prepare_record(
         self,

@@ -25,10 +25,11 @@ from ledger_db.schema import idempotency_keys, journal_transactions
 Outcome = tuple[str, Any]
 
 
-def in_one_batch(ledger: Ledger, calls: list[Callable[[], Any]]) -> list[Outcome]:
-    """Runs ``calls`` on threads of their own, queued in this order behind a unit that holds
-    the writer, so that they all run in the next batch; returns each call's answer or error."""
-    writer = ledger._writer
+def in_one_batch(ledger: Ledger, tenant: str, calls: list[Callable[[], Any]]) -> list[Outcome]:
+    """Runs ``calls`` (writes of ``tenant``) on threads of their own, queued in this order
+    behind a unit that holds the tenant's writer, so that they all run in the next batch;
+    returns each call's answer or error."""
+    writer = ledger._writer_for(tenant)
     release, started = threading.Event(), threading.Event()
 
     def hold(_conn: sa.Connection) -> None:
@@ -83,7 +84,7 @@ def test_a_rejected_operation_rolls_back_alone(tools: Any) -> None:
             poor, "5.00", "job", tenant_id=tenant, idempotency_key=keys[6], ttl_seconds=600
         ),
     )
-    outcomes = in_one_batch(ledger, calls)
+    outcomes = in_one_batch(ledger, tenant, calls)
     assert outcomes[3][0] == "error" and isinstance(outcomes[3][1], InsufficientFunds)
     answered = [outcome for index, outcome in enumerate(outcomes) if index != 3]
     assert [kind for kind, _ in answered] == ["ok"] * 6
@@ -126,6 +127,7 @@ def test_a_duplicate_key_inside_one_batch_replays(tools: Any) -> None:
 
     outcomes = in_one_batch(
         ledger,
+        tenant,
         [
             deposit("3.00", key),
             deposit("3.00", key),
