@@ -66,6 +66,8 @@ class Measurement:
     latency_ms_p99: float
     latency_ms_max: float
     errors: dict[str, int] = field(default_factory=dict)
+    # The ledger's batched writer: operations per database transaction during the run.
+    mean_batch: float | None = None
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -200,9 +202,15 @@ def bench_ledger(
         return 1, [latency]
 
     work, calls = (flow, 3) if workload == "flow" else (deposit, 1)
+    before = ledger.write_stats()
     wall, results = run_writers(writers, seconds, work)
+    after = ledger.write_stats()
     name = workload if tenants == 1 else f"{workload}/{tenants} tenants"
-    return summarise(engine_name, name, writers, wall, results, calls, error_codes)
+    measurement = summarise(engine_name, name, writers, wall, results, calls, error_codes)
+    batches = after.batches - before.batches
+    if batches:
+        measurement.mean_batch = round((after.units - before.units) / batches, 2)
+    return measurement
 
 
 def bench_baseline(
@@ -492,6 +500,7 @@ def render(measurements: list[Measurement], console: Console) -> list[dict[str, 
         "journal txns/s",
         "p50 ms",
         "p99 ms",
+        "ops/batch",
         "errors",
     ):
         table.add_column(
@@ -506,6 +515,7 @@ def render(measurements: list[Measurement], console: Console) -> list[dict[str, 
             f"{m.calls_per_second:,.1f}",
             f"{m.latency_ms_p50:.2f}",
             f"{m.latency_ms_p99:.2f}",
+            "-" if m.mean_batch is None else f"{m.mean_batch:.1f}",
             ", ".join(f"{k}={v}" for k, v in m.errors.items()) or "-",
         )
     console.print(table)
@@ -526,7 +536,8 @@ def render(measurements: list[Measurement], console: Console) -> list[dict[str, 
     console.print(summary)
     console.print(
         "ops/s: flows (3 journal transactions each), deposits, pgledger transfers or plain "
-        "commits per second; latency: freeze for flows, the whole call otherwise."
+        "commits per second; latency: freeze for flows, the whole call otherwise; ops/batch: "
+        "operations per database transaction of the batched writer."
     )
     return rows
 

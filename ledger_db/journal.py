@@ -386,6 +386,8 @@ _MOVE_CHAIN = sa.text(
     "UPDATE journal_chains SET last_sequence = :chain_sequence, last_hash = :hash "
     "WHERE tenant_id = :tenant_id"
 )
+_INSERT_TRANSACTION = journal_transactions.insert()
+_INSERT_ENTRIES = journal_entries.insert()
 _MOVE_BALANCE = (
     accounts.update()
     .where(
@@ -397,6 +399,24 @@ _MOVE_BALANCE = (
         last_sequence=sa.bindparam("b_last_sequence"),
     )
 )
+
+
+_BALANCES = "ledger_locked_balances"
+
+
+def remember_balances(
+    connection: sa.Connection, tenant_id: str, balances: Mapping[str, int]
+) -> None:
+    """Notes balances read under their row locks in this unit of work, so that :func:`append`
+    moves them without reading them again."""
+    known: dict[tuple[str, str], int] = connection.info.setdefault(_BALANCES, {})
+    for account_id, balance in balances.items():
+        known[(tenant_id, account_id)] = balance
+
+
+def forget_balances(connection: sa.Connection) -> None:
+    """Drops the noted balances (a new unit of work; a savepoint rolled back)."""
+    connection.info.pop(_BALANCES, None)
 
 
 def _lock_chain(connection: sa.Connection, tenant_id: str) -> tuple[int, str, int]:
@@ -442,8 +462,11 @@ def append(
     moved = sorted((account_id, delta) for account_id, delta in deltas.items() if delta)
     # The rows are locked by the caller; the new balances are computed here so that a balance
     # leaving the 64-bit range is refused the same way on both engines, before any write.
+    known: dict[tuple[str, str], int] = connection.info.get(_BALANCES, {})
     if balances is not None and all(account_id in balances for account_id, _ in moved):
         current = {account_id: int(balances[account_id]) for account_id, _ in moved}
+    elif all((draft.tenant_id, account_id) in known for account_id, _ in moved):
+        current = {account_id: known[(draft.tenant_id, account_id)] for account_id, _ in moved}
     elif moved:
         current = {
             row.account_id: int(row.balance_minor)
@@ -504,14 +527,20 @@ def append(
         for index, entry in enumerate(draft.entries)
     ]
     new_hash = transaction_hash(transaction_row, entry_rows)
-    connection.execute(journal_transactions.insert().values(**transaction_row, hash=new_hash))
+    # Constant statements with parameters: compiled once, cached (a ``.values(...)`` per call
+    # is compiled again every time).
+    connection.execute(_INSERT_TRANSACTION, {**transaction_row, "hash": new_hash})
     if entry_rows:
-        # One statement for all entries (a multi-row VALUES).
-        connection.execute(journal_entries.insert().values(entry_rows))
+        # All entries in one executemany (one pipelined round trip on psycopg, one call on
+        # SQLite).
+        connection.execute(_INSERT_ENTRIES, entry_rows)
     connection.execute(
         _MOVE_CHAIN,
         {"tenant_id": draft.tenant_id, "chain_sequence": chain_last + 1, "hash": new_hash},
     )
+    for account_id, delta in moved:
+        if (draft.tenant_id, account_id) in known:
+            known[(draft.tenant_id, account_id)] = current[account_id] + delta
     if moved:
         connection.execute(
             _MOVE_BALANCE,

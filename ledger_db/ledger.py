@@ -365,6 +365,18 @@ def _request_hash(operation: str, request: Mapping[str, Any]) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+# Statements of the write path built once (compiled once and cached, unlike a ``.values()``
+# per call).
+_STORE_RESULT = (
+    idempotency_keys.update()
+    .where(
+        idempotency_keys.c.tenant_id == sa.bindparam("k_tenant_id"),
+        idempotency_keys.c.idempotency_key == sa.bindparam("k_idempotency_key"),
+    )
+    .values(result=sa.bindparam("result"))
+)
+_INSERT_EVENT = outbox_events.insert()
+
 # Which database errors are transient and which are typed collisions: ledger_db.store.conflicts.
 _is_retryable = is_retryable
 _collision_error = collision_error
@@ -402,6 +414,12 @@ class Ledger:
             lanes = int(os.environ.get("LEDGER_WRITE_LANES", "4"))
         self._writers = [BatchWriter(engine, batch_max=batch_max) for _ in range(max(1, lanes))]
         self._writer = self._writers[0]
+        # The idempotency claim: INSERT ... ON CONFLICT DO NOTHING RETURNING, built once.
+        self._claim = (
+            self._insert(idempotency_keys)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+            .returning(idempotency_keys.c.tenant_id)
+        )
 
     @classmethod
     def from_url(cls, url: str | None = None, *, migrate: bool = True, **options: Any) -> Ledger:
@@ -503,17 +521,15 @@ class Ledger:
             # duplicate wait on the claim; on PostgreSQL it then finds the key taken and answers
             # from the committed result. Inside one batch a duplicate sees the earlier claim.
             claimed = conn.execute(
-                self._insert(idempotency_keys)
-                .values(
-                    tenant_id=tenant_id,
-                    idempotency_key=idempotency_key,
-                    operation=operation,
-                    request_hash=request_hash,
-                    result=None,
-                    created_at=recorded_at,
-                )
-                .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
-                .returning(idempotency_keys.c.tenant_id)
+                self._claim,
+                {
+                    "tenant_id": tenant_id,
+                    "idempotency_key": idempotency_key,
+                    "operation": operation,
+                    "request_hash": request_hash,
+                    "result": None,
+                    "created_at": recorded_at,
+                },
             ).first()
         if recorded_at is None or claimed is None:
             stored = conn.execute(
@@ -542,12 +558,12 @@ class Ledger:
             check_now(now, recorded_at)
         result = decide_and_write(conn, recorded_at)
         conn.execute(
-            idempotency_keys.update()
-            .where(
-                idempotency_keys.c.tenant_id == tenant_id,
-                idempotency_keys.c.idempotency_key == idempotency_key,
-            )
-            .values(result=result.model_dump(mode="json"))
+            _STORE_RESULT,
+            {
+                "k_tenant_id": tenant_id,
+                "k_idempotency_key": idempotency_key,
+                "result": result.model_dump(mode="json"),
+            },
         )
         return result
 
@@ -655,6 +671,11 @@ class Ledger:
         for account_id in wanted:
             if account_id not in found:
                 raise AccountNotFound(f"account {account_id!r} not found", account_id=account_id)
+        # The balances just read under the lock: journal.append moves them without reading
+        # them again (the writer clears this at the start of every unit of work).
+        journal.remember_balances(
+            conn, tenant_id, {row.account_id: int(row.balance_minor) for row in rows}
+        )
         return found
 
     def _lock_hold(self, conn: sa.Connection, tenant_id: str, hold_id: str) -> Any:
@@ -681,19 +702,20 @@ class Ledger:
         account_id: str | None = None,
     ) -> None:
         conn.execute(
-            outbox_events.insert().values(
-                event_id=derive_event_id(transaction_id, event_type),
-                type=event_type,
-                version=EVENT_VERSION,
-                tenant_id=tenant_id,
-                occurred_at=occurred_at,
-                hold_id=hold_id,
-                order_id=order_id,
-                account_id=account_id,
-                transaction_id=transaction_id,
-                payload=payload,
-                sent_at=None,
-            )
+            _INSERT_EVENT,
+            {
+                "event_id": derive_event_id(transaction_id, event_type),
+                "type": event_type,
+                "version": EVENT_VERSION,
+                "tenant_id": tenant_id,
+                "occurred_at": occurred_at,
+                "hold_id": hold_id,
+                "order_id": order_id,
+                "account_id": account_id,
+                "transaction_id": transaction_id,
+                "payload": payload,
+                "sent_at": None,
+            },
         )
 
     def _money(self, amount_minor: int, currency: str) -> dict[str, Any]:

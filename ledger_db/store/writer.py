@@ -45,7 +45,7 @@ from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 
-from ledger_db import limits
+from ledger_db import journal, limits
 from ledger_db.store.conflicts import collision_error, is_retryable
 
 __all__ = ["BATCH_MAX_DEFAULT", "BatchWriter", "WriterStats"]
@@ -184,10 +184,12 @@ class BatchWriter:
             ):
                 if len(batch) == 1:
                     request = batch[0]
+                    journal.forget_balances(conn)
                     request.value, request.error = request.body(conn), None
                     answered.append(request)
                 else:
                     for request in batch:
+                        journal.forget_balances(conn)
                         try:
                             with conn.begin_nested():
                                 request.value = request.body(conn)
