@@ -6,13 +6,18 @@ Every mutating operation follows the same path (``Ledger._write``):
 2. open one write transaction; look up the tenant's idempotency key: a stored result with the
    same request hash is returned as a replay, a different hash is ``idempotency_key_reused``;
 3. claim the key, load and lock every row the operation touches in a fixed order (hold, then
-   accounts sorted by ID, then the journal head last), decide, write, store the result.
+   accounts sorted by ID, then the tenant's journal chain row last), decide, write, store the
+   result.
 
-Lock order is what keeps PostgreSQL free of deadlocks under many writers; serialization and
-lock conflicts are retried, never reported as insufficient funds. A unique violation is retried
-only when it is the idempotency-key claim race (a concurrent duplicate committed first: the retry
-answers from its result); any other one is a typed error at once. SQLite has one writer at a
-time (``BEGIN IMMEDIATE``).
+The write transaction is shared: concurrent callers' operations are applied by the batched
+writer of the tenant's lane (``ledger_db.store.writer``), up to ``batch_max`` per database
+transaction, a savepoint each, one commit; a rejected operation rolls back alone and every
+caller gets its own answer. Lock order is what keeps PostgreSQL free of deadlocks within one
+transaction; serialization failures, deadlocks and lock conflicts are retried, never reported as
+insufficient funds. A unique violation is retried only when it is the idempotency-key claim race
+(a concurrent duplicate committed first: the retry answers from its result); any other one is a
+typed error at once. SQLite has one writer at a time (``BEGIN IMMEDIATE``). See
+``docs/write-path.md``.
 
 Accounts are journaled too: the operation that opens accounts appends an ``account_open``
 control transaction (no entries) recording their attributes, and an overdraft limit changes only
@@ -640,7 +645,7 @@ class Ledger:
         recorded_at: datetime,
     ) -> None:
         """Appends the ``account_open`` control transaction of the accounts a write opened
-        (after the write's account locks: the journal head is always locked last)."""
+        (after the write's account locks: the tenant's chain row is always locked last)."""
         if not opened:
             return
         records = sorted(opened, key=lambda attributes: str(attributes["account_id"]))
