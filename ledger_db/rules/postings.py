@@ -1,0 +1,353 @@
+"""The rules of postings: the entries a deposit, a LedgerEntry v1.0 record or a reversal posts,
+the sign rule (IN +, OUT -, in :func:`ledger_db.money.signed_minor`) and the balance check.
+
+A :class:`Posting` is an entry decided on but not written; the store gives it its position,
+IDs and hash. Every list of postings a rule returns balances per currency (:func:`balanced`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from ledger_db import limits
+from ledger_db.errors import InvalidEntry, LedgerError, TransactionAlreadyReversed
+from ledger_db.ids import derive_entry_id
+from ledger_db.models import REVERSIBLE_KINDS, Direction, JournalEntry, LedgerEntryInput
+from ledger_db.money import CurrencyRegistry, signed_minor
+from ledger_db.rules.accounts import AccountRecord, check_record_target
+from ledger_db.validation import (
+    check_account_id,
+    check_identifier,
+    check_instant,
+    check_meta,
+    check_optional_identifier,
+    check_tags,
+    check_text,
+    iso,
+)
+from ledger_db.vocabulary import LEDGER_ENTRY_REFERENCES, LEDGER_ENTRY_SUBJECTS
+
+__all__ = [
+    "RECORD_POSTING_FIELDS",
+    "Posting",
+    "balanced",
+    "check_ledger_entry",
+    "check_not_reversed",
+    "check_record_batches",
+    "check_reversible",
+    "debits",
+    "move",
+    "opposite",
+    "record_postings",
+    "reversal_postings",
+]
+
+# The fields of a checked v1.0 record that its two postings carry as they are.
+RECORD_POSTING_FIELDS: tuple[str, ...] = (
+    "project_id",
+    "env",
+    "asset_id",
+    "task_id",
+    "external_ref",
+    "amount_minor",
+    "currency",
+    "reason",
+    "category",
+    "tags",
+    "meta",
+)
+
+# Why a transaction of a kind outside REVERSIBLE_KINDS is not reversed.
+_NOT_REVERSIBLE: dict[str, str] = {
+    **dict.fromkeys(
+        ("freeze", "capture", "release", "expire"),
+        "a {kind} transaction is resolved by its hold, not reversed",
+    ),
+    "finalize": "a finalize paid the payee; taking money back is a refund, not a reversal",
+    "reversal": "a reversal is not reversed; record a new entry",
+    "": "a {kind} transaction moves no money and is not reversed",
+}
+
+
+@dataclass(frozen=True)
+class Posting:
+    """An entry decided on but not yet written (the fields of ``journal.EntryDraft``)."""
+
+    account_id: str
+    direction: Direction
+    amount_minor: int
+    currency: str
+    reason: str
+    category: str
+    env: str = "prod"
+    project_id: str | None = None
+    asset_id: str | None = None
+    task_id: str | None = None
+    external_ref: str | None = None
+    tags: list[str] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    counterpart: bool = False
+    hold_id: str | None = None
+    ledger_entry_id: str | None = None
+
+    @property
+    def signed_minor(self) -> int:
+        return signed_minor(self.direction, self.amount_minor)
+
+    def as_fields(self) -> dict[str, Any]:
+        """The posting's fields by name (shallow: ``meta`` and ``tags`` are shared)."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+def opposite(direction: Direction) -> Direction:
+    return Direction.IN if direction is Direction.OUT else Direction.OUT
+
+
+def balanced(postings: Iterable[Posting]) -> bool:
+    """Whether the postings sum to zero in every currency (IN +, OUT -)."""
+    totals: dict[str, int] = {}
+    for posting in postings:
+        totals[posting.currency] = totals.get(posting.currency, 0) + posting.signed_minor
+    return not any(totals.values())
+
+
+def debits(postings: Iterable[Posting]) -> dict[str, int]:
+    """Net money out of each account (OUT - IN): positive where the account's balance falls."""
+    out: dict[str, int] = {}
+    for posting in postings:
+        out[posting.account_id] = out.get(posting.account_id, 0) - posting.signed_minor
+    return out
+
+
+def move(
+    source: str,
+    target: str,
+    amount_minor: int,
+    reason: str,
+    category: str,
+    common: Mapping[str, Any],
+    *,
+    meta: dict[str, Any] | None = None,
+    counterpart: Literal["source", "target"] | None = None,
+) -> list[Posting]:
+    """The two postings that move ``amount_minor`` from ``source`` to ``target``; the side named
+    by ``counterpart`` is the platform's balancing side that tenant reports do not count."""
+    return [
+        Posting(
+            account_id=source,
+            direction=Direction.OUT,
+            amount_minor=amount_minor,
+            reason=reason,
+            category=category,
+            meta=meta or {},
+            counterpart=counterpart == "source",
+            **common,
+        ),
+        Posting(
+            account_id=target,
+            direction=Direction.IN,
+            amount_minor=amount_minor,
+            reason=reason,
+            category=category,
+            meta=meta or {},
+            counterpart=counterpart == "target",
+            **common,
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- LedgerEntry v1.0
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def check_record_batches(
+    batches: object, *, single: bool
+) -> Sequence[Sequence[LedgerEntryInput | Mapping[str, Any]]]:
+    """The batches of a recording, checked for shape and size before any record is read."""
+    per_batch = limits.entries_per_transaction_max // 2
+    if not isinstance(batches, list | tuple) or not all(_is_list(batch) for batch in batches):
+        raise InvalidEntry(
+            "entries must be a list of records" if single else "batches must be lists of records",
+            field="entries",
+        )
+    if not batches or any(not batch for batch in batches):
+        raise InvalidEntry("no entries to record", field="entries")
+    for batch in batches:
+        if len(batch) > per_batch:
+            raise InvalidEntry(
+                f"at most {per_batch} records per {'transaction' if single else 'batch'}",
+                field="entries",
+            )
+        for entry in batch:
+            if not isinstance(entry, LedgerEntryInput | Mapping):
+                raise InvalidEntry("each entry must be a record (an object)", field="entries")
+    if sum(len(batch) for batch in batches) > limits.batch_size_max:
+        raise InvalidEntry(f"at most {limits.batch_size_max} records per call", field="entries")
+    return batches
+
+
+def check_ledger_entry(
+    entry: LedgerEntryInput | Mapping[str, Any],
+    *,
+    tenant_id: str,
+    registry: CurrencyRegistry,
+    index: int | None = None,
+) -> dict[str, Any]:
+    """One v1.0 record, checked, as the canonical mapping the request hash and the postings
+    use. With ``index`` the error names the record's position in the call."""
+    try:
+        return _checked_ledger_entry(entry, tenant_id, registry)
+    except LedgerError as error:
+        if index is not None:
+            error.details.setdefault("index", index)
+            error.message = f"entry {index}: {error.message}"
+            error.args = (error.message,)
+        raise
+
+
+def _checked_ledger_entry(
+    entry: LedgerEntryInput | Mapping[str, Any], tenant_id: str, registry: CurrencyRegistry
+) -> dict[str, Any]:
+    try:
+        # A LedgerEntryInput is validated again: one built with model_construct() is not.
+        record = LedgerEntryInput.model_validate(dict(entry))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field_name = ".".join(str(part) for part in first["loc"]) or "entry"
+        raise InvalidEntry(f"{field_name}: {first['msg']}", field=field_name) from error
+    if record.tenant_id is not None and record.tenant_id != tenant_id:
+        raise InvalidEntry("tenant_id differs from the call's tenant", field="tenant_id")
+    entry_id = None
+    if record.ledger_entry_id is not None:
+        try:
+            entry_id = str(uuid.UUID(record.ledger_entry_id))
+        except ValueError as error:
+            raise InvalidEntry("ledger_entry_id is not a UUID", field="ledger_entry_id") from error
+    if record.account_id is not None:
+        check_account_id(record.account_id)
+    amount_minor = registry.to_minor(record.amount, record.currency)
+    if not any(getattr(record, name) for name in LEDGER_ENTRY_SUBJECTS):
+        raise InvalidEntry(
+            f"at least one of {', '.join(LEDGER_ENTRY_SUBJECTS)} must be set", field="asset_id"
+        )
+    references = {
+        name: check_optional_identifier(getattr(record, name), name)
+        for name in LEDGER_ENTRY_REFERENCES
+    }
+    occurred_at = (
+        None if record.occurred_at is None else check_instant(record.occurred_at, "occurred_at")
+    )
+    return {
+        "ledger_entry_id": entry_id,
+        "account_id": record.account_id,
+        **references,
+        "env": check_identifier(record.env, "env", length_max=limits.env_length_max),
+        "direction": record.direction.value,
+        "amount_minor": amount_minor,
+        "currency": record.currency,
+        "reason": check_text(record.reason, "reason"),
+        "category": check_text(record.category, "category"),
+        "tags": check_tags(record.tags),
+        "meta": check_meta(record.meta),
+        "occurred_at": iso(occurred_at),
+    }
+
+
+def record_postings(
+    record: Mapping[str, Any],
+    target: AccountRecord,
+    *,
+    external_account_id: str,
+    transaction_id: str,
+    position: int,
+    at: datetime,
+    registry: CurrencyRegistry,
+) -> list[Posting]:
+    """The primary posting of a checked v1.0 record on ``target`` and its counterpart on the
+    tenant's external account (the other side the tenant does not see)."""
+    check_record_target(target, record["currency"], registry)
+    direction = Direction(record["direction"])
+    carried = {key: record[key] for key in RECORD_POSTING_FIELDS}
+    occurred = datetime.fromisoformat(record["occurred_at"]) if record["occurred_at"] else at
+    primary_id = record["ledger_entry_id"] or derive_entry_id(transaction_id, 2 * position)
+    return [
+        Posting(
+            account_id=target.account_id,
+            direction=direction,
+            occurred_at=occurred,
+            ledger_entry_id=primary_id,
+            **carried,
+        ),
+        Posting(
+            account_id=external_account_id,
+            direction=opposite(direction),
+            occurred_at=occurred,
+            counterpart=True,
+            ledger_entry_id=str(uuid.uuid5(uuid.UUID(primary_id), "counterpart")),
+            **carried,
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- reversal
+
+
+def check_reversible(kind: str, reversed_by: str | None, *, transaction_id: str) -> None:
+    """A deposit or record is reversed at most once; hold movements are resolved by the hold."""
+    if kind not in REVERSIBLE_KINDS:
+        raise InvalidEntry(
+            _NOT_REVERSIBLE.get(kind, _NOT_REVERSIBLE[""]).format(kind=kind),
+            field="transaction_id",
+        )
+    check_not_reversed(reversed_by, transaction_id=transaction_id)
+
+
+def check_not_reversed(reversed_by: str | None, *, transaction_id: str) -> None:
+    if reversed_by is not None:
+        raise TransactionAlreadyReversed(
+            f"transaction {transaction_id!r} was reversed by {reversed_by}",
+            reversed_by=reversed_by,
+        )
+
+
+def reversal_postings(
+    entries: Sequence[JournalEntry], *, transaction_id: str, reason: str, at: datetime
+) -> list[Posting]:
+    """Every entry of ``transaction_id`` again with its direction swapped (Formance's
+    ``Reverse``): the reversal negates each entry, so it balances when the original did."""
+    return [
+        Posting(
+            account_id=entry.account_id,
+            direction=opposite(entry.direction),
+            amount_minor=entry.amount_minor,
+            currency=entry.currency,
+            reason=entry.reason,
+            category=entry.category,
+            env=entry.env,
+            project_id=entry.project_id,
+            asset_id=entry.asset_id,
+            task_id=entry.task_id,
+            external_ref=entry.external_ref,
+            tags=entry.tags,
+            meta={
+                **entry.meta,
+                "reverses": transaction_id,
+                "reverses_ledger_entry_id": entry.ledger_entry_id,
+                "reversal_reason": reason,
+            },
+            occurred_at=at,
+            counterpart=entry.counterpart,
+            hold_id=entry.hold_id,
+        )
+        for entry in entries
+    ]
