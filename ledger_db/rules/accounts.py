@@ -61,7 +61,7 @@ class AccountRecord:
     balance_minor: int = 0
 
     @classmethod
-    def from_mapping(cls, row: Mapping[str, Any]) -> AccountRecord:
+    def from_mapping(cls, row: Mapping[Any, Any]) -> AccountRecord:
         """From an ``accounts`` row's columns (``row._mapping``) or an equivalent mapping."""
         return cls(
             account_id=str(row["account_id"]),

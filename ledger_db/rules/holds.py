@@ -344,7 +344,7 @@ def decide_freeze(
     ``ttl_seconds`` after ``now``."""
     check_available(account, amount_minor, registry)
     expires_at = instant_after(now, ttl_seconds, "expires_at")
-    common = {
+    common: dict[str, Any] = {
         "amount_minor": amount_minor,
         "currency": account.currency,
         "reason": REASON_HOLD_FREEZE,

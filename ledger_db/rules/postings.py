@@ -18,9 +18,21 @@ from pydantic import ValidationError
 from ledger_db import limits
 from ledger_db.errors import InvalidEntry, LedgerError, TransactionAlreadyReversed
 from ledger_db.ids import derive_entry_id
-from ledger_db.models import REVERSIBLE_KINDS, Direction, JournalEntry, LedgerEntryInput
+from ledger_db.models import (
+    REVERSIBLE_KINDS,
+    AccountKind,
+    Direction,
+    JournalEntry,
+    LedgerEntryInput,
+)
 from ledger_db.money import CurrencyRegistry, signed_minor
-from ledger_db.rules.accounts import AccountRecord, check_record_target
+from ledger_db.rules.accounts import (
+    AccountRecord,
+    check_agent,
+    check_available,
+    check_currency,
+    check_record_target,
+)
 from ledger_db.validation import (
     check_account_id,
     check_identifier,
@@ -31,20 +43,30 @@ from ledger_db.validation import (
     check_text,
     iso,
 )
-from ledger_db.vocabulary import LEDGER_ENTRY_REFERENCES, LEDGER_ENTRY_SUBJECTS
+from ledger_db.vocabulary import (
+    LEDGER_ENTRY_REFERENCES,
+    LEDGER_ENTRY_SUBJECTS,
+    system_account_id,
+)
 
 __all__ = [
     "RECORD_POSTING_FIELDS",
     "Posting",
     "balanced",
+    "check_debits",
+    "check_deposit",
     "check_ledger_entry",
     "check_not_reversed",
     "check_record_batches",
     "check_reversible",
     "debits",
+    "decide_records",
+    "deposit_postings",
     "move",
     "opposite",
     "record_postings",
+    "record_system_accounts",
+    "record_target",
     "reversal_postings",
 ]
 
@@ -126,6 +148,15 @@ def debits(postings: Iterable[Posting]) -> dict[str, int]:
     return out
 
 
+def check_debits(
+    postings: Iterable[Posting], accounts: Mapping[str, AccountRecord], registry: CurrencyRegistry
+) -> None:
+    """Every account the postings take money from (net) can afford it."""
+    for account_id, debit_minor in debits(postings).items():
+        if debit_minor > 0:
+            check_available(accounts[account_id], debit_minor, registry)
+
+
 def move(
     source: str,
     target: str,
@@ -158,6 +189,43 @@ def move(
             category=category,
             meta=meta or {},
             counterpart=counterpart == "target",
+            **common,
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- deposit
+
+
+def check_deposit(
+    account: AccountRecord, *, currency: str | None, amount: object, registry: CurrencyRegistry
+) -> int:
+    """A deposit tops up an open agent account in its currency; returns the amount in minor
+    units (parsed with the account's exponent)."""
+    check_agent(account)
+    check_currency(currency, account.currency, registry)
+    return registry.to_minor(amount, account.currency)
+
+
+def deposit_postings(
+    account: AccountRecord, amount_minor: int, common: Mapping[str, Any]
+) -> list[Posting]:
+    """The external account pays the agent account (the external side is the counterpart)."""
+    external_id = system_account_id(AccountKind.EXTERNAL, account.currency)
+    return [
+        Posting(
+            account_id=external_id,
+            direction=Direction.OUT,
+            amount_minor=amount_minor,
+            currency=account.currency,
+            counterpart=True,
+            **common,
+        ),
+        Posting(
+            account_id=account.account_id,
+            direction=Direction.IN,
+            amount_minor=amount_minor,
+            currency=account.currency,
             **common,
         ),
     ]
@@ -297,6 +365,68 @@ def record_postings(
             **carried,
         ),
     ]
+
+
+def record_target(record: Mapping[str, Any], account_id: str | None) -> str:
+    """Where a checked record posts: its own account, the call's, or the tenant's operating
+    account of its currency."""
+    target = record["account_id"] or account_id
+    if target is None:
+        return system_account_id(AccountKind.OPERATING, record["currency"])
+    return str(target)
+
+
+def record_system_accounts(
+    batches: Iterable[Iterable[Mapping[str, Any]]], account_id: str | None
+) -> list[tuple[str, AccountKind, str]]:
+    """The ledger's own accounts a recording needs (as ensure-specs, sorted): the external
+    account of each currency and, for records without an account, the operating account."""
+    system: set[tuple[str, AccountKind, str]] = set()
+    for batch in batches:
+        for record in batch:
+            currency = record["currency"]
+            system.add(
+                (system_account_id(AccountKind.EXTERNAL, currency), AccountKind.EXTERNAL, currency)
+            )
+            if record["account_id"] is None and account_id is None:
+                kind = AccountKind.OPERATING
+                system.add((system_account_id(kind, currency), kind, currency))
+    return sorted(system)
+
+
+def decide_records(
+    batches: Sequence[Sequence[Mapping[str, Any]]],
+    targets: Sequence[Sequence[str]],
+    accounts: Mapping[str, AccountRecord],
+    *,
+    transaction_ids: Sequence[str],
+    at: datetime,
+    registry: CurrencyRegistry,
+) -> list[list[Posting]]:
+    """The postings of each batch, one journal transaction each. Available balances move batch
+    by batch, so that no journal transaction leaves an agent below its overdraft even for an
+    instant of the journal's history."""
+    spent: dict[str, int] = {}
+    decided: list[list[Posting]] = []
+    for batch, batch_targets, transaction_id in zip(batches, targets, transaction_ids, strict=True):
+        postings: list[Posting] = []
+        for position, (record, target) in enumerate(zip(batch, batch_targets, strict=True)):
+            postings += record_postings(
+                record,
+                accounts[target],
+                external_account_id=system_account_id(AccountKind.EXTERNAL, record["currency"]),
+                transaction_id=transaction_id,
+                position=position,
+                at=at,
+                registry=registry,
+            )
+            debit = -signed_minor(record["direction"], record["amount_minor"])
+            spent[target] = spent.get(target, 0) + debit
+        for target in dict.fromkeys(batch_targets):
+            if spent[target] > 0:
+                check_available(accounts[target], spent[target], registry)
+        decided.append(postings)
+    return decided
 
 
 # ---------------------------------------------------------------------------- reversal
