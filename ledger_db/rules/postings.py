@@ -210,25 +210,21 @@ def check_deposit(
 def deposit_postings(
     account: AccountRecord, amount_minor: int, common: Mapping[str, Any]
 ) -> list[Posting]:
-    """The external account pays the agent account (the external side is the counterpart)."""
-    external_id = system_account_id(AccountKind.EXTERNAL, account.currency)
-    return [
-        Posting(
-            account_id=external_id,
-            direction=Direction.OUT,
-            amount_minor=amount_minor,
-            currency=account.currency,
-            counterpart=True,
-            **common,
-        ),
-        Posting(
-            account_id=account.account_id,
-            direction=Direction.IN,
-            amount_minor=amount_minor,
-            currency=account.currency,
-            **common,
-        ),
-    ]
+    """The external account pays the agent account (the external side is the counterpart).
+    ``common`` holds the deposit's labels: reason, category, env, project_id, external_ref
+    and meta."""
+    labels = dict(common)
+    reason, category, meta = labels.pop("reason"), labels.pop("category"), labels.pop("meta")
+    return move(
+        system_account_id(AccountKind.EXTERNAL, account.currency),
+        account.account_id,
+        amount_minor,
+        reason,
+        category,
+        {**labels, "currency": account.currency},
+        meta=meta,
+        counterpart="source",
+    )
 
 
 # ---------------------------------------------------------------------------- LedgerEntry v1.0
