@@ -14,6 +14,12 @@ only when it is the idempotency-key claim race (a concurrent duplicate committed
 answers from its result); any other one is a typed error at once. SQLite has one writer at a
 time (``BEGIN IMMEDIATE``).
 
+Each public operation is a facade over that path: check the request
+(``ledger_db.rules.requests``), load the rows it touches (``ledger_db.reads`` and the lock
+helpers below), let the pure rules decide (``ledger_db.rules``: the entries to post, the hold's
+new state, the event, or the typed refusal), then carry the decision out. The read methods
+delegate to ``ledger_db.reads``.
+
 Accounts are journaled too: the operation that opens accounts appends an ``account_open``
 control transaction (no entries) recording their attributes, and an overdraft limit changes only
 through ``set_overdraft_limit`` (an ``account_change`` transaction), so ``verify_journal()`` can
@@ -50,7 +56,6 @@ from ledger_db.errors import (
 from ledger_db.ids import (
     derive_account_open_transaction_id,
     derive_event_id,
-    derive_hold_id,
     derive_transaction_id,
 )
 from ledger_db.journal import EntryDraft, TransactionDraft, iso
@@ -72,6 +77,7 @@ from ledger_db.row_audit import account_attributes
 from ledger_db.rules import accounts as account_rules
 from ledger_db.rules import holds as hold_rules
 from ledger_db.rules import postings as posting_rules
+from ledger_db.rules import requests as request_rules
 from ledger_db.rules.accounts import AccountRecord
 from ledger_db.rules.postings import Posting, balanced
 from ledger_db.schema import accounts, holds, idempotency_keys, outbox_events
@@ -80,9 +86,7 @@ from ledger_db.validation import (
     check_idempotency_key,
     check_identifier,
     check_instant,
-    check_meta,
     check_now,
-    check_optional_identifier,
     check_tenant_id,
     check_text,
     check_ttl_seconds,
@@ -791,30 +795,22 @@ class Ledger:
         env: str = "prod",
     ) -> TransactionResult:
         """Tops up an agent account from the tenant's external account."""
-        check_tenant_id(tenant_id)
-        check_account_id(account_id)
-        check_idempotency_key(idempotency_key)
-        if currency is not None:
-            self.registry.exponent(currency)
-        common = {
-            "external_ref": check_optional_identifier(external_ref, "external_ref"),
-            "reason": check_text(reason, "reason"),
-            "category": check_text(category, "category"),
-            "env": check_identifier(env, "env", length_max=limits.env_length_max),
-            "project_id": check_optional_identifier(project_id, "project_id"),
-            "meta": check_meta(meta),
-        }
-        if occurred_at is not None:
-            occurred_at = check_instant(occurred_at, "occurred_at")
-        # The exponent depends on the account, so the amount is parsed once it is known; the
-        # request hash uses the amount's exact decimal value.
-        request = {
-            "account_id": account_id,
-            "amount": canonical_decimal(amount),
-            "currency": currency,
-            **common,
-            "occurred_at": iso(occurred_at),
-        }
+        checked = request_rules.check_deposit_request(
+            tenant_id=tenant_id,
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            amount=amount,
+            currency=currency,
+            external_ref=external_ref,
+            reason=reason,
+            category=category,
+            meta=meta,
+            occurred_at=occurred_at,
+            project_id=project_id,
+            env=env,
+            registry=self.registry,
+        )
+        request = checked.canonical()
         transaction_id = derive_transaction_id(tenant_id, idempotency_key, TransactionStep.DEPOSIT)
 
         def write(conn: sa.Connection, recorded_at: datetime) -> TransactionResult:
@@ -824,17 +820,20 @@ class Ledger:
             )
             external_id = system_account_id(AccountKind.EXTERNAL, account.currency)
             self._lock_accounts(conn, tenant_id, [account_id, external_id])
-            postings = posting_rules.deposit_postings(account, amount_minor, common)
-            draft = self._draft(
-                tenant_id,
-                transaction_id,
-                TransactionKind.DEPOSIT,
-                idempotency_key,
-                occurred_at or recorded_at,
-                recorded_at,
-                postings,
+            postings = posting_rules.deposit_postings(account, amount_minor, checked.labels)
+            occurred = checked.occurred_at or recorded_at
+            return self._transaction_result(
+                conn,
+                self._draft(
+                    tenant_id,
+                    transaction_id,
+                    TransactionKind.DEPOSIT,
+                    idempotency_key,
+                    occurred,
+                    recorded_at,
+                    postings,
+                ),
             )
-            return self._transaction_result(conn, draft)
 
         return self._write(
             Operation.DEPOSIT, tenant_id, idempotency_key, request, TransactionResult, write
@@ -875,69 +874,47 @@ class Ledger:
         task_id: str | None = None,
     ) -> Hold:
         """Freezes ``amount`` on an agent account; returns the hold (its ID and expiry)."""
-        check_tenant_id(tenant_id)
-        check_account_id(account_id)
-        check_idempotency_key(idempotency_key)
-        check_text(reason, "reason")
-        check_ttl_seconds(ttl_seconds)
-        if currency is not None:
-            self.registry.exponent(currency)
-        if payee_account_id is not None:
-            check_account_id(payee_account_id, field="payee_account_id")
-            if payee_account_id == account_id:
-                raise InvalidEntry(
-                    "the payee cannot be the paying account", field="payee_account_id"
-                )
-        hold_id = hold_id or derive_hold_id(tenant_id, idempotency_key)
-        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
-        labels: dict[str, Any] = {
-            "meta": check_meta(meta),
-            "project_id": check_optional_identifier(project_id, "project_id"),
-            "env": env,
-            "task_id": check_optional_identifier(task_id, "task_id"),
-        }
-        check_identifier(env, "env", length_max=limits.env_length_max)
+        checked = request_rules.check_freeze_request(
+            tenant_id=tenant_id,
+            account_id=account_id,
+            idempotency_key=idempotency_key,
+            amount=amount,
+            reason=reason,
+            ttl_seconds=ttl_seconds,
+            currency=currency,
+            payee_account_id=payee_account_id,
+            hold_id=hold_id,
+            meta=meta,
+            project_id=project_id,
+            env=env,
+            task_id=task_id,
+            registry=self.registry,
+        )
         now = self._check_now(now)
-        request = {
-            "account_id": account_id,
-            "amount": canonical_decimal(amount),
-            "reason": reason,
-            "ttl_seconds": ttl_seconds,
-            "currency": currency,
-            "payee_account_id": payee_account_id,
-            "hold_id": hold_id,
-            **labels,
-        }
+        request = checked.canonical()
         transaction_id = derive_transaction_id(tenant_id, idempotency_key, TransactionStep.FREEZE)
-        new_hold_id = hold_id
+        new_hold_id = checked.hold_id
 
         def write(conn: sa.Connection, recorded_at: datetime) -> Hold:
             at = now or recorded_at
+            payee = None
+            if payee_account_id is not None:
+                payee = reads.find_account(conn, tenant_id, payee_account_id)
             amount_minor = hold_rules.check_freeze(
+                checked,
                 reads.find_account(conn, tenant_id, account_id),
-                account_id=account_id,
-                amount=amount,
-                currency=currency,
-                payee_account_id=payee_account_id,
-                payee=None
-                if payee_account_id is None
-                else reads.find_account(conn, tenant_id, payee_account_id),
-                hold_id=new_hold_id,
+                payee,
                 hold_exists=reads.hold_exists(conn, tenant_id, new_hold_id),
                 registry=self.registry,
             )
             locked = self._locked(conn, tenant_id, [account_id, hold_bucket_id(account_id)])
             decision = hold_rules.decide_freeze(
+                checked,
                 locked[account_id],
                 amount_minor=amount_minor,
-                hold_id=new_hold_id,
-                reason=reason,
-                ttl_seconds=ttl_seconds,
-                payee_account_id=payee_account_id,
                 transaction_id=transaction_id,
                 now=at,
                 registry=self.registry,
-                **labels,
             )
             draft = self._draft(
                 tenant_id,
@@ -971,22 +948,18 @@ class Ledger:
     ) -> Hold:
         """Converts a hold into a settled charge for ``order_id``: in full, or in part with the
         remainder released in the same journal transaction."""
-        check_tenant_id(tenant_id)
-        check_identifier(hold_id, "hold_id", length_max=limits.id_length_max)
-        check_identifier(order_id, "order_id")
-        check_idempotency_key(idempotency_key)
-        if currency is not None:
-            self.registry.exponent(currency)
-        if payee_account_id is not None:
-            check_account_id(payee_account_id, field="payee_account_id")
+        checked = request_rules.check_capture_request(
+            tenant_id=tenant_id,
+            hold_id=hold_id,
+            order_id=order_id,
+            idempotency_key=idempotency_key,
+            amount=amount,
+            currency=currency,
+            payee_account_id=payee_account_id,
+            registry=self.registry,
+        )
         now = self._check_now(now)
-        request = {
-            "hold_id": hold_id,
-            "order_id": order_id,
-            "amount": None if amount is None else canonical_decimal(amount),
-            "currency": currency,
-            "payee_account_id": payee_account_id,
-        }
+        request = checked.canonical()
         transaction_id = derive_transaction_id(tenant_id, idempotency_key, TransactionStep.CAPTURE)
 
         def write(conn: sa.Connection, recorded_at: datetime) -> Hold:

@@ -34,6 +34,7 @@ from ledger_db.models import AccountKind, Direction, Hold, HoldState
 from ledger_db.money import CurrencyRegistry, format_minor, parse_amount, platform_fee_minor
 from ledger_db.rules.accounts import AccountRecord, check_agent, check_available, check_currency
 from ledger_db.rules.postings import Posting, move
+from ledger_db.rules.requests import FreezeRequest
 from ledger_db.validation import (
     check_account_id,
     check_instant,
@@ -279,28 +280,26 @@ def hold_posting_fields(hold: Hold) -> dict[str, Any]:
 
 
 def check_freeze(
+    request: FreezeRequest,
     account: AccountRecord | None,
-    *,
-    account_id: str,
-    amount: object,
-    currency: str | None,
-    payee_account_id: str | None,
     payee: AccountRecord | None,
-    hold_id: str,
+    *,
     hold_exists: bool,
     registry: CurrencyRegistry,
 ) -> int:
     """The checks of a freeze before its accounts are locked; returns the amount in minor units.
 
     The paying account first (it exists, is an open agent account, of the named currency; the
-    amount is valid in its currency), then the payee (likewise, same currency), then the hold
-    ID (unused).
+    amount is valid in its currency), then the payee if one is named (likewise, same currency),
+    then the hold ID (unused).
     """
+    account_id, payee_account_id = request.account_id, request.payee_account_id
+    currency, hold_id = request.currency, request.hold_id
     if account is None:
         raise AccountNotFound(f"account {account_id!r} not found", account_id=account_id)
     check_agent(account)
     check_currency(currency, account.currency, registry)
-    amount_minor = registry.to_minor(amount, account.currency)
+    amount_minor = registry.to_minor(request.amount, account.currency)
     if payee_account_id is not None:
         if payee is None:
             raise AccountNotFound(
@@ -325,25 +324,21 @@ class FreezeDecision:
 
 
 def decide_freeze(
+    request: FreezeRequest,
     account: AccountRecord,
     *,
     amount_minor: int,
-    hold_id: str,
-    reason: str,
-    ttl_seconds: int,
-    payee_account_id: str | None,
     transaction_id: str,
-    meta: dict[str, Any],
-    project_id: str | None,
-    env: str,
-    task_id: str | None,
     now: datetime,
     registry: CurrencyRegistry,
 ) -> FreezeDecision:
     """Under the account's lock: the available balance covers the amount; the hold expires
     ``ttl_seconds`` after ``now``."""
+    hold_id, reason, payee_account_id = request.hold_id, request.reason, request.payee_account_id
+    labels = request.labels
+    project_id, env, task_id = labels["project_id"], labels["env"], labels["task_id"]
     check_available(account, amount_minor, registry)
-    expires_at = instant_after(now, ttl_seconds, "expires_at")
+    expires_at = instant_after(now, request.ttl_seconds, "expires_at")
     common: dict[str, Any] = {
         "amount_minor": amount_minor,
         "currency": account.currency,
@@ -377,7 +372,7 @@ def decide_freeze(
         "created_at": now,
         "resolved_at": None,
         "freeze_transaction_id": transaction_id,
-        "meta": {**meta, "project_id": project_id, "env": env, "task_id": task_id},
+        "meta": {**labels["meta"], "project_id": project_id, "env": env, "task_id": task_id},
     }
     event = EventDraft(
         event_type=EventType.INTENT_CREATED,

@@ -34,11 +34,13 @@ from ledger_db.errors import (
     PayeeRequired,
     TtlOutOfRange,
 )
+from ledger_db.ids import derive_hold_id
 from ledger_db.models import AccountKind, Direction
 from ledger_db.money import default_registry
 from ledger_db.rules import holds as rules
 from ledger_db.rules.accounts import AccountRecord
 from ledger_db.rules.postings import balanced, debits
+from ledger_db.rules.requests import FreezeRequest, check_freeze_request
 from ledger_db.vocabulary import EventType
 
 REGISTRY = default_registry()
@@ -210,44 +212,80 @@ def _account(**changes: Any) -> AccountRecord:
     return AccountRecord(**fields)
 
 
-def _check_freeze(**changes: Any) -> int:
+def _freeze_request(**changes: Any) -> FreezeRequest:
     arguments: dict[str, Any] = {
+        "tenant_id": "t",
         "account_id": "buyer",
+        "idempotency_key": "k",
         "amount": "30",
-        "currency": None,
-        "payee_account_id": "seller",
-        "payee": _account(account_id="seller"),
-        "hold_id": "h",
-        "hold_exists": False,
-        "registry": REGISTRY,
-    }
-    account = changes.pop("account", _account())
-    arguments.update(changes)
-    return rules.check_freeze(account, **arguments)
-
-
-def _decide_freeze(account: AccountRecord | None = None, **changes: Any) -> rules.FreezeDecision:
-    arguments: dict[str, Any] = {
-        "amount_minor": 3000,
-        "hold_id": "h",
         "reason": "NEGOTIATION",
         "ttl_seconds": 600,
+        "currency": None,
         "payee_account_id": "seller",
-        "transaction_id": "tx-freeze",
+        "hold_id": "h",
         "meta": {"k": "v"},
         "project_id": "p",
         "env": "prod",
         "task_id": "task",
-        "now": NOW,
         "registry": REGISTRY,
     }
     arguments.update(changes)
-    return rules.decide_freeze(account or _account(), **arguments)
+    return check_freeze_request(**arguments)
+
+
+def _check_freeze(**changes: Any) -> int:
+    account = changes.pop("account", _account())
+    payee = changes.pop("payee", _account(account_id="seller"))
+    hold_exists = changes.pop("hold_exists", False)
+    return rules.check_freeze(
+        _freeze_request(**changes), account, payee, hold_exists=hold_exists, registry=REGISTRY
+    )
+
+
+def _decide_freeze(account: AccountRecord | None = None, **changes: Any) -> rules.FreezeDecision:
+    amount_minor = changes.pop("amount_minor", 3000)
+    now = changes.pop("now", NOW)
+    return rules.decide_freeze(
+        _freeze_request(**changes),
+        account or _account(),
+        amount_minor=amount_minor,
+        transaction_id="tx-freeze",
+        now=now,
+        registry=REGISTRY,
+    )
 
 
 def test_freeze_checks() -> None:
     assert _check_freeze() == 3000
     assert _check_freeze(payee_account_id=None, payee=None, currency="USD") == 3000
+
+
+def test_freeze_request() -> None:
+    request = _freeze_request(hold_id=None)
+    assert request.hold_id == derive_hold_id("t", "k")
+    assert request.canonical()["amount"] == "30"
+    assert request.labels == {
+        "meta": {"k": "v"},
+        "project_id": "p",
+        "task_id": "task",
+        "env": "prod",
+    }
+    ladder: list[tuple[dict[str, Any], type[LedgerError]]] = [
+        ({"tenant_id": "bad.tenant"}, InvalidEntry),
+        ({"account_id": "has space"}, InvalidEntry),
+        ({"ttl_seconds": 0}, TtlOutOfRange),
+        ({"payee_account_id": "buyer"}, InvalidEntry),
+        ({"env": "bad\x01"}, InvalidEntry),
+    ]
+    for changes, error in ladder:
+        with pytest.raises(error):
+            _freeze_request(**changes)
+    # The TTL is checked before the payee, the payee before the labels.
+    with pytest.raises(TtlOutOfRange):
+        _freeze_request(ttl_seconds=0, payee_account_id="buyer", env="bad\x01")
+    with pytest.raises(InvalidEntry) as raised:
+        _freeze_request(payee_account_id="buyer", env="bad\x01")
+    assert raised.value.details["field"] == "payee_account_id"
 
 
 def test_freeze_refusals_in_precedence_order() -> None:
@@ -538,3 +576,32 @@ def test_every_hold_decision_balances(amounts: tuple[int, int], fee_bps: int) ->
         hold, expire=False, transaction_id="t", now=NOW, registry=REGISTRY
     )
     assert balanced(freeze.postings) and balanced(release.postings)
+
+
+def test_capture_request() -> None:
+    from ledger_db.rules.requests import check_capture_request
+
+    arguments: dict[str, Any] = {
+        "tenant_id": "t",
+        "hold_id": "h",
+        "order_id": "o",
+        "idempotency_key": "k",
+        "amount": "1.0",
+        "currency": "USD",
+        "payee_account_id": "seller",
+        "registry": REGISTRY,
+    }
+    assert check_capture_request(**arguments).canonical() == {
+        "hold_id": "h",
+        "order_id": "o",
+        "amount": "1",
+        "currency": "USD",
+        "payee_account_id": "seller",
+    }
+    assert check_capture_request(**{**arguments, "amount": None}).canonical()["amount"] is None
+    with pytest.raises(InvalidEntry) as raised:
+        check_capture_request(**{**arguments, "order_id": "", "payee_account_id": "a b"})
+    assert raised.value.details["field"] == "order_id"
+    with pytest.raises(InvalidEntry) as payee:
+        check_capture_request(**{**arguments, "payee_account_id": "a b"})
+    assert payee.value.details["field"] == "payee_account_id"

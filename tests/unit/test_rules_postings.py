@@ -447,3 +447,48 @@ def test_the_v1_field_list_is_the_models() -> None:
     model_fields = set(LedgerEntryInput.model_fields) - {"account_id"}
     assert set(LEDGER_ENTRY_FIELDS) == model_fields
     assert len(LEDGER_ENTRY_FIELDS) == len(set(LEDGER_ENTRY_FIELDS))
+
+
+def test_deposit_request() -> None:
+    from ledger_db.rules.requests import check_deposit_request
+
+    arguments: dict[str, Any] = {
+        "tenant_id": "t",
+        "account_id": "buyer",
+        "idempotency_key": "k",
+        "amount": "1.50",
+        "currency": None,
+        "external_ref": "bank-1",
+        "reason": "TOP_UP",
+        "category": "FUNDING",
+        "meta": None,
+        "occurred_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "project_id": None,
+        "env": "prod",
+        "registry": REGISTRY,
+    }
+    request = check_deposit_request(**arguments)
+    assert request.canonical() == {
+        "account_id": "buyer",
+        "amount": "1.5",
+        "currency": None,
+        "external_ref": "bank-1",
+        "reason": "TOP_UP",
+        "category": "FUNDING",
+        "env": "prod",
+        "project_id": None,
+        "meta": {},
+        "occurred_at": "2026-01-01T00:00:00.000000Z",
+    }
+    # The currency before the labels, the labels in signature order, the instant last.
+    with pytest.raises(UnknownCurrency):
+        check_deposit_request(**{**arguments, "currency": "NOPE1", "reason": None})
+    with pytest.raises(InvalidEntry) as raised:
+        check_deposit_request(**{**arguments, "external_ref": "a\x01", "reason": None})
+    assert raised.value.details["field"] == "external_ref"
+    with pytest.raises(InvalidEntry) as naive:
+        check_deposit_request(**{**arguments, "occurred_at": datetime(2026, 1, 1)})
+    assert naive.value.details["field"] == "occurred_at"
+    # A malformed amount is refused when the request is hashed, before anything is read.
+    with pytest.raises(InvalidAmount):
+        check_deposit_request(**{**arguments, "amount": "1,5"}).canonical()
