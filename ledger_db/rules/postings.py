@@ -44,6 +44,7 @@ from ledger_db.validation import (
     iso,
 )
 from ledger_db.vocabulary import (
+    LEDGER_ENTRY_FIELDS,
     LEDGER_ENTRY_REFERENCES,
     LEDGER_ENTRY_SUBJECTS,
     system_account_id,
@@ -70,19 +71,13 @@ __all__ = [
     "reversal_postings",
 ]
 
-# The fields of a checked v1.0 record that its two postings carry as they are.
-RECORD_POSTING_FIELDS: tuple[str, ...] = (
-    "project_id",
-    "env",
-    "asset_id",
-    "task_id",
-    "external_ref",
-    "amount_minor",
-    "currency",
-    "reason",
-    "category",
-    "tags",
-    "meta",
+# The fields of a checked v1.0 record that its two postings carry as they are: the v1.0 list
+# but for the record's identity, its direction and its instants (each posting has its own),
+# with the amount in minor units.
+RECORD_POSTING_FIELDS: tuple[str, ...] = tuple(
+    "amount_minor" if name == "amount" else name
+    for name in LEDGER_ENTRY_FIELDS
+    if name not in {"ledger_entry_id", "tenant_id", "direction", "occurred_at", "recorded_at"}
 )
 
 # Why a transaction of a kind outside REVERSIBLE_KINDS is not reversed.

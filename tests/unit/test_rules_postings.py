@@ -492,3 +492,19 @@ def test_deposit_request() -> None:
     # A malformed amount is refused when the request is hashed, before anything is read.
     with pytest.raises(InvalidAmount):
         check_deposit_request(**{**arguments, "amount": "1,5"}).canonical()
+
+
+def test_a_records_postings_carry_the_v1_fields() -> None:
+    assert set(rules.RECORD_POSTING_FIELDS) == {
+        "project_id",
+        "env",
+        "asset_id",
+        "task_id",
+        "external_ref",
+        "amount_minor",
+        "currency",
+        "reason",
+        "category",
+        "tags",
+        "meta",
+    }
