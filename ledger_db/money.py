@@ -28,6 +28,8 @@ __all__ = [
     "format_minor",
     "parse_amount",
     "parse_signed_amount",
+    "platform_fee_minor",
+    "signed_minor",
 ]
 
 # Business codes that are not ISO 4217. USDT's on-chain precision is 6 decimals; CREDIT is a
@@ -208,6 +210,24 @@ def format_minor(amount_minor: int, exponent: int) -> str:
         return sign + digits
     digits = digits.rjust(exponent + 1, "0")
     return f"{sign}{digits[:-exponent]}.{digits[-exponent:]}"
+
+
+def platform_fee_minor(amount_minor: int, fee_basis_points: int) -> int:
+    """The platform's fee on ``amount_minor``: rounded down, in the payee's favour."""
+    return amount_minor * fee_basis_points // 10_000
+
+
+def signed_minor(direction: str, amount_minor: int) -> int:
+    """The sign rule, once: money IN an account counts plus, money OUT of it minus.
+
+    ``direction`` is ``"IN"`` or ``"OUT"`` (a ``Direction`` is a ``str``); anything else is a
+    programmer error, not a refusal.
+    """
+    if direction == "IN":
+        return amount_minor
+    if direction == "OUT":
+        return -amount_minor
+    raise ValueError(f"direction is IN or OUT, not {direction!r}")
 
 
 _default: CurrencyRegistry | None = None

@@ -43,6 +43,7 @@ __all__ = [
     "check_text",
     "check_ttl_seconds",
     "instant_after",
+    "iso",
     "json_number",
     "normalise_json",
 ]
@@ -246,6 +247,14 @@ def check_instant(value: object, field: str) -> datetime:
             field=field,
         )
     return utc
+
+
+def iso(value: datetime | None) -> str | None:
+    """The text form of an instant used in version-1 hashes, requests and event payloads
+    (``journal.iso``'s format, here so that pure modules need not import the store)."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def instant_after(start: datetime, seconds: int, field: str) -> datetime:

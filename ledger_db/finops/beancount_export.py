@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 import sqlalchemy as sa
 
-from ledger_db.money import default_registry
+from ledger_db.money import default_registry, signed_minor
 from ledger_db.schema import accounts, journal_entries, journal_transactions
 
 __all__ = ["account_names", "write_beancount"]
@@ -160,11 +160,11 @@ def write_beancount(
             f"  transaction_id: {_quote(head['transaction_id'])}\n"
         )
         for entry in group:
-            amount = registry.to_text(int(entry["amount_minor"]), entry["currency"])
-            sign = "" if entry["direction"] == "IN" else "-"
+            signed = signed_minor(entry["direction"], int(entry["amount_minor"]))
+            amount = registry.to_text(signed, entry["currency"])
             output.write(
                 f"  {names[(entry['tenant_id'], entry['account_id'])]}  "
-                f"{sign}{amount} {entry['currency']}\n"
+                f"{amount} {entry['currency']}\n"
             )
         output.write("\n")
         transactions += 1

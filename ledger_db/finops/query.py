@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 from ledger_db.errors import InvalidEntry
 from ledger_db.schema import journal_entries
 from ledger_db.validation import check_instant
+from ledger_db.vocabulary import CATEGORY_HOLD
 
 __all__ = [
     "HOLD_CATEGORY",
@@ -36,8 +37,8 @@ __all__ = [
 
 TimeField = Literal["occurred_at", "recorded_at"]
 
-# The category the ledger gives its own hold movements (``ledger_db.ledger.CATEGORY_HOLD``).
-HOLD_CATEGORY = "HOLD"
+# The category the ledger gives its own hold movements.
+HOLD_CATEGORY = CATEGORY_HOLD
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 

@@ -35,6 +35,7 @@ from ledger_db import limits
 from ledger_db.errors import LedgerError
 from ledger_db.money import CurrencyRegistry, default_registry
 from ledger_db.validation import check_instant, normalise_json
+from ledger_db.vocabulary import LEDGER_ENTRY_FIELDS
 
 __all__ = [
     "FIELDS",
@@ -52,24 +53,7 @@ __all__ = [
 ]
 
 # The LedgerEntry v1.0 fields in the schema's order: the column order of every export.
-FIELDS: tuple[str, ...] = (
-    "ledger_entry_id",
-    "tenant_id",
-    "project_id",
-    "env",
-    "asset_id",
-    "task_id",
-    "external_ref",
-    "direction",
-    "amount",
-    "currency",
-    "reason",
-    "category",
-    "tags",
-    "meta",
-    "occurred_at",
-    "recorded_at",
-)
+FIELDS: tuple[str, ...] = LEDGER_ENTRY_FIELDS
 FORMATS: tuple[str, ...] = ("json", "jsonl", "csv")
 
 _TIMESTAMP = re.compile(

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from ledger_db.errors import AccountNotFound, LedgerError
 from ledger_db.finops.query import TimeField, month_range
 from ledger_db.finops.records import format_timestamp
-from ledger_db.money import default_registry
+from ledger_db.money import default_registry, signed_minor
 from ledger_db.schema import accounts, journal_entries
 from ledger_db.sums import net_minor
 
@@ -103,7 +103,7 @@ class AccountStatement(BaseModel):
         """Asserts opening + entries = closing, and that the running balance agrees."""
         running = self.opening_minor
         for line in self.lines:
-            running += line.amount_minor if line.direction == "IN" else -line.amount_minor
+            running += signed_minor(line.direction, line.amount_minor)
             if running != line.balance_minor:
                 raise StatementMismatch(
                     f"{self.account_id} {self.month}: running balance breaks at entry "
@@ -205,13 +205,12 @@ def _account_statement(
     running = opening
     amount_in = amount_out = 0
     for row in rows:
-        amount = int(row.amount_minor)
-        if row.direction == "IN":
-            running += amount
-            amount_in += amount
+        signed = signed_minor(row.direction, int(row.amount_minor))
+        running += signed
+        if signed > 0:
+            amount_in += signed
         else:
-            running -= amount
-            amount_out += amount
+            amount_out -= signed
         lines.append(StatementLine(**row._mapping, balance_minor=running))
     return AccountStatement(
         tenant_id=account.tenant_id,

@@ -8,6 +8,6 @@ store and the workflow's update validators call the same functions, so a rule ex
 
 from __future__ import annotations
 
-from ledger_db.rules import holds
+from ledger_db.rules import accounts, holds, postings, requests
 
-__all__ = ["holds"]
+__all__ = ["accounts", "holds", "postings", "requests"]
