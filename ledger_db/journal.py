@@ -386,6 +386,35 @@ _MOVE_CHAIN = sa.text(
     "UPDATE journal_chains SET last_sequence = :chain_sequence, last_hash = :hash "
     "WHERE tenant_id = :tenant_id"
 )
+_TRANSACTION_COLUMNS = ", ".join(column.name for column in journal_transactions.columns)
+_ENTRY_COLUMNS = ", ".join(column.name for column in journal_entries.columns)
+_APPEND_PG = sa.text(
+    f"WITH t AS (INSERT INTO journal_transactions ({_TRANSACTION_COLUMNS}) "
+    f"SELECT {_TRANSACTION_COLUMNS} FROM "
+    "jsonb_populate_record(NULL::journal_transactions, CAST(:transaction AS jsonb))), "
+    f"e AS (INSERT INTO journal_entries ({_ENTRY_COLUMNS}) SELECT {_ENTRY_COLUMNS} FROM "
+    "jsonb_populate_recordset(NULL::journal_entries, CAST(:entries AS jsonb))), "
+    "c AS (UPDATE journal_chains SET last_sequence = :chain_sequence, last_hash = :hash "
+    "WHERE tenant_id = :tenant_id) "
+    "UPDATE accounts SET balance_minor = b.balance_minor, last_sequence = :sequence "
+    "FROM jsonb_to_recordset(CAST(:balances AS jsonb)) AS b(account_id text, balance_minor bigint) "
+    "WHERE accounts.tenant_id = :tenant_id AND accounts.account_id = b.account_id"
+)
+
+
+def _json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as the JSON object ``jsonb_populate_record`` reads (instants as fixed-width UTC
+    text, JSON columns as JSON values)."""
+    return {
+        column: instant_text(value) if isinstance(value, datetime) else value
+        for column, value in row.items()
+    }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 _INSERT_TRANSACTION = journal_transactions.insert()
 _INSERT_ENTRIES = journal_entries.insert()
 _MOVE_BALANCE = (
@@ -527,6 +556,30 @@ def append(
         for index, entry in enumerate(draft.entries)
     ]
     new_hash = transaction_hash(transaction_row, entry_rows)
+    for account_id, delta in moved:
+        if (draft.tenant_id, account_id) in known:
+            known[(draft.tenant_id, account_id)] = current[account_id] + delta
+    if connection.dialect.name == "postgresql":
+        # One round trip: the transaction, its entries, the chain head and the balances in one
+        # statement (data-modifying CTEs; the entries' foreign key is checked at its end).
+        connection.execute(
+            _APPEND_PG,
+            {
+                "transaction": _json(_json_row({**transaction_row, "hash": new_hash})),
+                "entries": _json([_json_row(row) for row in entry_rows]),
+                "tenant_id": draft.tenant_id,
+                "chain_sequence": chain_last + 1,
+                "hash": new_hash,
+                "sequence": sequence,
+                "balances": _json(
+                    [
+                        {"account_id": account_id, "balance_minor": current[account_id] + delta}
+                        for account_id, delta in moved
+                    ]
+                ),
+            },
+        )
+        return sequence, [entry_from_row(row) for row in entry_rows]
     # Constant statements with parameters: compiled once, cached (a ``.values(...)`` per call
     # is compiled again every time).
     connection.execute(_INSERT_TRANSACTION, {**transaction_row, "hash": new_hash})
@@ -538,9 +591,6 @@ def append(
         _MOVE_CHAIN,
         {"tenant_id": draft.tenant_id, "chain_sequence": chain_last + 1, "hash": new_hash},
     )
-    for account_id, delta in moved:
-        if (draft.tenant_id, account_id) in known:
-            known[(draft.tenant_id, account_id)] = current[account_id] + delta
     if moved:
         connection.execute(
             _MOVE_BALANCE,
