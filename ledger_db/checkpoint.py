@@ -359,7 +359,7 @@ def parse_checkpoint(text: str | bytes) -> Checkpoint:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "checkpoint"
-        raise ValueError(f"not a checkpoint: {where}: {first['msg']}") from error
+        raise ValueError(f"{where}: {first['msg']}") from error
 
 
 # --------------------------------------------------------------------------------------------
@@ -474,7 +474,8 @@ def checkpoint_problems(connection: sa.Connection, checkpoint: Checkpoint) -> li
                 Problem(
                     kind="checkpoint_hash_mismatch",
                     message=f"tenant {chain.tenant_id}'s chain differs from the checkpoint at "
-                    f"sequence {chain.sequence}: its history was rewritten",
+                    f"sequence {chain.sequence}: rewritten since the checkpoint (or the "
+                    "checkpoint is not this ledger's)",
                     expected=chain.hash,
                     actual=stored,
                     **where,
