@@ -196,10 +196,10 @@ class Checkpoint(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    version: int
-    checkpoint_id: str
+    version: int = Field(strict=True)
+    checkpoint_id: str = Field(min_length=1, max_length=64)
     created_at: AwareDatetime
-    tree_size: int = Field(ge=0)
+    tree_size: int = Field(ge=0, strict=True)
     root: str
     chains: list[CheckpointChain]
 

@@ -115,13 +115,18 @@ def test_a_document_round_trips_and_malformed_text_is_refused() -> None:
     assert json.loads(checkpoint.to_json())["created_at"] == "2026-12-01T12:00:00.000000Z"
     event = {"type": "LEDGER_CHECKPOINT", "payload": checkpoint.document()}
     assert parse_checkpoint(json.dumps(event)) == checkpoint
-    for text in (
+    malformed = [
         "",
         "[]",
         "{}",
         '{"version": 1}',
         checkpoint.to_json().replace('"sequence": 3', '"sequence": "3"'),
-    ):
+        checkpoint.to_json().replace('"version": 1', '"version": "1"'),
+        checkpoint.to_json().replace('"tree_size": 1', '"tree_size": true'),
+        checkpoint.to_json().replace('"root"', '"extra": 1, "root"'),
+    ]
+    for text in malformed:
+        assert text != checkpoint.to_json()
         with pytest.raises(ValueError):
             parse_checkpoint(text)
     naive = checkpoint.document() | {"created_at": "2026-12-01T12:00:00"}
