@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -55,6 +55,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "EMPTY_TREE_ROOT",
     "ChainHead",
+    "ChainHeadLike",
     "Checkpoint",
     "CheckpointChain",
     "chain_hash_at",
@@ -131,7 +132,7 @@ class ChainHead:
 
 
 def _chain_heads(connection: sa.Connection) -> list[ChainHead]:
-    """Each tenant's last journal transaction, sorted by tenant.
+    """Each tenant's last journal transaction (in no particular order).
 
     On the single global chain each transaction's hash chains every transaction before it, so a
     tenant's last transaction is a valid head for that tenant: its hash pins the tenant's whole
@@ -150,12 +151,7 @@ def _chain_heads(connection: sa.Connection) -> list[ChainHead]:
             journal_transactions, journal_transactions.c.sequence == last.c.sequence
         )
     ).all()
-    # Sorted here, not in SQL: the order must be the same code-point order on every engine,
-    # whatever a database's collation says.
-    return sorted(
-        (ChainHead(row.tenant_id, int(row.sequence), row.hash) for row in rows),
-        key=lambda head: head.tenant_id,
-    )
+    return [ChainHead(row.tenant_id, int(row.sequence), row.hash) for row in rows]
 
 
 def _chain_hash_at(connection: sa.Connection, tenant_id: str, sequence: int) -> str | None:
@@ -168,8 +164,21 @@ def _chain_hash_at(connection: sa.Connection, tenant_id: str, sequence: int) -> 
     ).scalar()
 
 
-# The storage interface: swapped for the journal's own functions when chains move per tenant.
-chain_heads: Callable[[sa.Connection], list[ChainHead]] = _chain_heads
+class ChainHeadLike(Protocol):
+    """What the chain store's heads must offer (:class:`ChainHead`, or the store's own type)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def hash(self) -> str: ...
+
+
+# The storage interface, the only two calls into the chain store: every tenant chain's head,
+# and a chain's hash at a sequence. Swapped for the journal's own functions when chains move
+# per tenant; nothing else here depends on how chains are stored.
+chain_heads: Callable[[sa.Connection], Sequence[ChainHeadLike]] = _chain_heads
 chain_hash_at: Callable[[sa.Connection, str, int], str | None] = _chain_hash_at
 
 
@@ -225,7 +234,7 @@ def chain_leaf_data(tenant_id: str, sequence: int, hash_text: str) -> bytes:
     ).encode()
 
 
-def _root_of(chains: Sequence[CheckpointChain | ChainHead]) -> str:
+def _root_of(chains: Sequence[CheckpointChain | ChainHeadLike]) -> str:
     return merkle_root([chain_leaf_data(c.tenant_id, c.sequence, c.hash) for c in chains]).hex()
 
 
@@ -235,7 +244,8 @@ def _checkpoint_id(created_at: datetime, root: str) -> str:
 
 def compute_checkpoint(connection: sa.Connection, now: datetime) -> Checkpoint:
     """The checkpoint of the books as ``connection`` sees them, dated ``now``."""
-    heads = chain_heads(connection)
+    # Sorted here, whatever order the chain store returns: code-point order on every engine.
+    heads = sorted(chain_heads(connection), key=lambda head: head.tenant_id)
     chains = [
         CheckpointChain(tenant_id=h.tenant_id, sequence=h.sequence, hash=h.hash) for h in heads
     ]

@@ -1,4 +1,4 @@
-"""The checkpoint's Merkle tree is RFC 6962's: the certificate-transparency reference vectors
+"""The checkpoint without a database: its Merkle tree is RFC 6962's (the certificate-transparency
 (the eight leaves of the CT test suites and the tree head of every size 0..8), and the
 properties that make it a commitment."""
 
@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from ledger_db import checkpoint as checkpoint_module
 from ledger_db.checkpoint import (
     EMPTY_TREE_ROOT,
     Checkpoint,
     CheckpointChain,
     chain_leaf_data,
+    checkpoint_problems,
+    compute_checkpoint,
     leaf_hash,
     merkle_root,
     node_hash,
@@ -132,3 +137,45 @@ def test_a_document_round_trips_and_malformed_text_is_refused() -> None:
     naive = checkpoint.document() | {"created_at": "2026-12-01T12:00:00"}
     with pytest.raises(ValueError):
         parse_checkpoint(json.dumps(naive))
+
+
+@dataclass(frozen=True)
+class _StoreHead:
+    """A chain store's own head type: only the three attributes are relied on."""
+
+    tenant_id: str
+    sequence: int
+    hash: str
+    extra: str = "ignored"
+
+
+def test_the_chain_store_is_two_swappable_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    heads = {"b": _StoreHead("b", 7, "b" * 64), "a": _StoreHead("a", 3, "a" * 64)}
+    stored = {("a", 3): "a" * 64, ("b", 7): "c" * 64}
+    monkeypatch.setattr(checkpoint_module, "chain_heads", lambda _connection: list(heads.values()))
+    monkeypatch.setattr(
+        checkpoint_module,
+        "chain_hash_at",
+        lambda _connection, tenant, sequence: stored.get((tenant, sequence)),
+    )
+    connection: Any = object()  # never used: both calls are the fakes above
+    taken = compute_checkpoint(connection, datetime(2026, 12, 1, tzinfo=UTC))
+    # Sorted by tenant whatever order the store returns.
+    assert [(c.tenant_id, c.sequence) for c in taken.chains] == [("a", 3), ("b", 7)]
+    assert (
+        taken.root
+        == merkle_root([chain_leaf_data("a", 3, "a" * 64), chain_leaf_data("b", 7, "b" * 64)]).hex()
+    )
+    problems = checkpoint_problems(connection, taken)
+    assert [(p.kind, p.tenant_id, p.journal_sequence, p.actual) for p in problems] == [
+        ("checkpoint_hash_mismatch", "b", 7, "c" * 64)
+    ]
+    heads["b"] = _StoreHead("b", 5, "d" * 64)
+    assert [p.kind for p in checkpoint_problems(connection, taken)] == ["checkpoint_chain_shorter"]
+    del heads["b"]
+    assert [p.kind for p in checkpoint_problems(connection, taken)] == ["checkpoint_chain_missing"]
+    heads["b"] = _StoreHead("b", 9, "d" * 64)
+    del stored[("b", 7)]
+    assert [p.kind for p in checkpoint_problems(connection, taken)] == [
+        "checkpoint_position_missing"
+    ]
