@@ -1,6 +1,7 @@
 """The checkpoint without a database: its Merkle tree is RFC 6962's (the certificate-transparency
-(the eight leaves of the CT test suites and the tree head of every size 0..8), and the
-properties that make it a commitment."""
+reference vectors: the eight leaves of the CT test suites and the tree head of every size 0..8,
+and the properties that make it a commitment), the document's parsing, and the chain store behind
+two swappable functions."""
 
 from __future__ import annotations
 
