@@ -17,7 +17,7 @@ the empty tree hashes to ``SHA-256("")``. A leaf's data is the canonical JSON (n
 of ``[tenant_id, sequence, hash]``: any verifier can recompute the root with a few lines.
 
 How chains are stored is behind :data:`chain_heads` and :data:`chain_hash_at`; everything else
-here only sees :class:`ChainHead` values.
+here only sees heads with ``tenant_id``, ``sequence`` and ``hash`` (:class:`ChainHeadLike`).
 
 The event: ``type`` ``LEDGER_CHECKPOINT``, ``tenant_id`` :data:`CHECKPOINT_TENANT_ID` (``_ledger``,
 which no tenant can be: tenant IDs start with a letter or digit), so on NATS it is the subject
