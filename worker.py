@@ -3,7 +3,10 @@
 Configured from the environment (``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
 ``LEDGER_DATABASE_URL``, ``NATS_URL``, ``LEDGER_TASK_QUEUE`` default ``compute-ledger``); stops
 gracefully on SIGINT/SIGTERM (in-flight activities finish, then the worker leaves). With
-``NATS_URL`` set it also runs the outbox relay every ``LEDGER_RELAY_INTERVAL_SECONDS``.
+``NATS_URL`` set it also runs the outbox relay every ``LEDGER_RELAY_INTERVAL_SECONDS``. Every
+``LEDGER_CHECKPOINT_INTERVAL_SECONDS`` (default 3600; 0 turns it off) it checkpoints the journal:
+every tenant chain's head under one Merkle root, stored and published as a ``LEDGER_CHECKPOINT``
+event (``ledger_db.checkpoint``), unless nothing was written since the last checkpoint.
 
 ``LEDGER_METRICS_ADDRESS`` (e.g. ``0.0.0.0:9464``) serves Prometheus metrics on
 ``http://<address>/metrics``: the SDK's own (``temporal_workflow_task_execution_latency``...)
@@ -47,6 +50,7 @@ from activities.events import EventActivities, EventPublisher, NatsSettings, rel
 from activities.faults import FaultInjector
 from activities.ledger import LedgerActivities
 from ledger_db import Ledger
+from ledger_db.checkpoint import Checkpoint, checkpoint_event, take_checkpoint
 from starter.config import ClientConfig, connect_temporal
 from workflows.hold import HoldWorkflow
 from workflows.legacy import HoldWorkflowV1
@@ -56,9 +60,11 @@ __all__ = [
     "HOLD_WORKFLOWS",
     "METRICS_ADDRESS_VARIABLE",
     "build_worker",
+    "checkpoint_once",
     "install_prometheus_runtime",
     "main",
     "register_search_attributes",
+    "run_checkpoints_periodically",
     "run_relay_periodically",
     "run_worker",
 ]
@@ -160,6 +166,44 @@ async def run_relay_periodically(
             await asyncio.wait_for(stop.wait(), interval_seconds)
 
 
+async def checkpoint_once(ledger: Ledger, publisher: EventPublisher) -> Checkpoint | None:
+    """Takes a checkpoint unless the books are unchanged since the last one, and publishes its
+    event at once, best effort (the relay sends it otherwise). Returns the new checkpoint."""
+    checkpoint, stored = await asyncio.to_thread(
+        take_checkpoint, ledger.engine, ledger.clock(), if_changed=True
+    )
+    if not stored:
+        return None
+    log.info(
+        "checkpoint %s: %d chains, root %s",
+        checkpoint.checkpoint_id,
+        checkpoint.tree_size,
+        checkpoint.root,
+    )
+    if publisher.enabled:
+        sent = await publisher.publish_best_effort([checkpoint_event(checkpoint)])
+        if sent:
+            await asyncio.to_thread(ledger.mark_events_sent, sent)
+    return checkpoint
+
+
+async def run_checkpoints_periodically(
+    ledger: Ledger, publisher: EventPublisher, *, interval_seconds: float, stop: asyncio.Event
+) -> None:
+    """Checkpoints the journal every ``interval_seconds`` (the first after one interval) until
+    ``stop`` is set. Several workers may each take one: checkpoints are cheap and any of them
+    serves an audit."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_seconds)
+        if stop.is_set():
+            return
+        try:
+            await checkpoint_once(ledger, publisher)
+        except Exception as error:  # the database may be down: the next round tries again
+            log.warning("checkpoint round failed: %s", error)
+
+
 async def run_worker(
     config: ClientConfig | None = None,
     stop_event: asyncio.Event | None = None,
@@ -201,6 +245,16 @@ async def run_worker(
                     ledger, publisher, interval_seconds=config.relay_interval_seconds, stop=stop
                 )
             )
+        checkpoint_task: asyncio.Task[None] | None = None
+        if config.checkpoint_interval_seconds > 0:
+            checkpoint_task = asyncio.create_task(
+                run_checkpoints_periodically(
+                    ledger,
+                    publisher,
+                    interval_seconds=config.checkpoint_interval_seconds,
+                    stop=stop,
+                )
+            )
         worker_task = asyncio.create_task(worker.run())
         log.info(
             "worker polling %s (namespace %s, task queue %s)",
@@ -218,6 +272,8 @@ async def run_worker(
             await worker.shutdown()
         if relay_task is not None:
             await relay_task
+        if checkpoint_task is not None:
+            await checkpoint_task
         worker_task.result()
     finally:
         await publisher.close()

@@ -9,8 +9,9 @@ therefore write with another role, which :func:`grant_application_role` creates 
   refused by PostgreSQL itself;
 - on every table of the schema ``SELECT``, ``INSERT``, ``UPDATE``, ``DELETE`` (never
   ``TRUNCATE``, ``REFERENCES`` or ``TRIGGER``), and ``USAGE``, ``SELECT`` on its sequences;
-- narrowed on the journal tables to ``SELECT`` and ``INSERT``: no ``UPDATE`` or ``DELETE``
-  privilege, on top of the triggers that refuse them anyway;
+- narrowed on the journal tables and ``ledger_checkpoints`` (append-only too) to ``SELECT`` and
+  ``INSERT``: no ``UPDATE`` or ``DELETE`` privilege, on top of the triggers that refuse them
+  anyway;
 - narrowed on ``alembic_version`` to ``SELECT`` (it reads the schema version, never moves it);
 - the same DML privileges by default on tables and sequences the owner creates later, so that a
   future migration does not lock the application out (journal tables a later migration adds
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ledger_db.schema import APPEND_ONLY_TABLES
+from ledger_db.schema import APPEND_ONLY_TABLES, ledger_checkpoints
 
 __all__ = ["DEFAULT_APPLICATION_ROLE", "GrantResult", "grant_application_role", "grant_statements"]
 
@@ -37,6 +38,8 @@ DEFAULT_APPLICATION_ROLE = "ledger_app"
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _VERSION_TABLE = "alembic_version"
 _DML = "SELECT, INSERT, UPDATE, DELETE"
+# Every append-only table: the journal's and the checkpoints'.
+_INSERT_ONLY_TABLES = (*APPEND_ONLY_TABLES, ledger_checkpoints.name)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def grant_statements(role: str, *, schema: str = "public", database: str, owner:
     preparer = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
     quoted_role = preparer.quote(role)
     quoted_schema = preparer.quote_schema(schema)
-    journal = ", ".join(f"{quoted_schema}.{preparer.quote(name)}" for name in APPEND_ONLY_TABLES)
+    journal = ", ".join(f"{quoted_schema}.{preparer.quote(name)}" for name in _INSERT_ONLY_TABLES)
     version = f"{quoted_schema}.{preparer.quote(_VERSION_TABLE)}"
     defaults = (
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {preparer.quote(owner)} IN SCHEMA {quoted_schema}"

@@ -39,6 +39,7 @@ __all__ = [
     "journal_entries",
     "journal_head",
     "journal_transactions",
+    "ledger_checkpoints",
     "metadata",
     "outbox_events",
 ]
@@ -354,6 +355,22 @@ api_keys = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("revoked_at", UtcDateTime),
     sa.Index("ix_api_keys_tenant", "tenant_id", "created_at"),
+)
+
+# Checkpoints of the journal (``ledger_db.checkpoint``): the chain heads of every tenant at an
+# instant and their RFC 6962 Merkle root, each also published as a LEDGER_CHECKPOINT event.
+# Append-only like the journal (migration 0005 gives it the same triggers).
+ledger_checkpoints = sa.Table(
+    "ledger_checkpoints",
+    metadata,
+    sa.Column("sequence", AutoIncrementId, primary_key=True, autoincrement=True),
+    sa.Column("checkpoint_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("version", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("root", sa.String(64), nullable=False),
+    sa.Column("chains", JsonType, nullable=False),
+    sa.CheckConstraint("tree_size >= 0", name="tree_size"),
 )
 
 APPEND_ONLY_TABLES: tuple[str, ...] = ("journal_transactions", "journal_entries")

@@ -1,5 +1,6 @@
-"""Operator commands of ``compute-ledger``: the database (``db upgrade|status|grant``), the read
-API's keys (``apikey create|list|revoke``) and the read API itself (``serve``).
+"""Operator commands of ``compute-ledger``: the database (``db upgrade|status|grant``), journal
+checkpoints (``checkpoint``), the read API's keys (``apikey create|list|revoke``) and the read
+API itself (``serve``).
 
 None of them talks to Temporal. They follow the output and error contract of ``starter.output``.
 """
@@ -7,6 +8,7 @@ None of them talks to Temporal. They follow the output and error contract of ``s
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -125,6 +127,52 @@ def db_grant(
         json_output,
         title="db grant",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint
+# ---------------------------------------------------------------------------------------------
+
+
+@run_command
+def checkpoint_command(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the checkpoint JSON to this file.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Take a checkpoint: every tenant chain's head and their Merkle root, stored and published.
+
+    It is stored in the database and enqueued as a LEDGER_CHECKPOINT event (subject
+    billing._ledger.LEDGER_CHECKPOINT; the relay sends it). Keep a copy outside the database:
+    ``audit --checkpoint FILE`` checks the books against it. ``--json`` prints the document.
+    """
+    from ledger_db.checkpoint import take_checkpoint
+    from starter.db import opened_ledger
+
+    with opened_ledger() as ledger:
+        checkpoint, _ = take_checkpoint(ledger.engine, ledger.clock())
+    if out is not None:
+        try:
+            out.write_text(checkpoint.to_json() + "\n", encoding="utf-8")
+        except OSError as error:
+            raise CliError("usage_error", f"cannot write {out}: {error.strerror}") from error
+    document = checkpoint.document()
+
+    def render(body: dict[str, Any]) -> Any:
+        from rich.console import Group
+
+        summary = {key: value for key, value in body.items() if key != "chains"}
+        if out is not None:
+            summary["written_to"] = str(out)
+        return Group(
+            key_value_table(summary, title="checkpoint"),
+            records_table(
+                body["chains"], columns=["tenant_id", "sequence", "hash"], title="chains"
+            ),
+        )
+
+    emit(document, json_output, render=render)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,5 +328,6 @@ def serve_command(
 def register_admin(app: typer.Typer) -> None:
     """Adds the database, API key and serve commands to the ``compute-ledger`` application."""
     app.add_typer(db_app, name="db")
+    app.command("checkpoint")(checkpoint_command)
     app.add_typer(apikey_app, name="apikey")
     app.command("serve")(serve_command)

@@ -399,13 +399,27 @@ def audit_command(
         bool, typer.Option("--expire-orphans", help="Expire orphaned expired holds.")
     ] = False,
     scope: Annotated[str, typer.Option("--scope", help="open or all holds.")] = "open",
+    checkpoint_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Also check the books against this checkpoint (compute-ledger checkpoint --out, "
+            "or a LEDGER_CHECKPOINT event as published).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """verify_journal() plus the hold checks; exits non-zero listing every problem."""
+    """verify_journal() plus the hold checks; exits non-zero listing every problem.
+
+    With ``--checkpoint FILE`` every tenant chain the checkpoint lists must still carry the
+    checkpointed hash at the checkpointed sequence: a rewrite that recomputed every hash is
+    caught there, at that tenant's chain.
+    """
     import asyncio
 
     from ledger_db.finops import expire_orphaned_holds, holds_to_check, run_audit
 
+    checkpoint = _read_checkpoint(checkpoint_file) if checkpoint_file is not None else None
     with opened_ledger() as ledger:
         lookup = None
         if workflows:
@@ -416,14 +430,31 @@ def audit_command(
         expired = (
             expire_orphaned_holds(ledger, report.orphaned_expired_holds) if expire_orphans else []
         )
-    problems = [problem.model_dump(mode="json", exclude_none=True) for problem in report.problems]
-    if not report.ok:
+        found = _checkpoint_problems(ledger, checkpoint) if checkpoint is not None else []
+    problems = [
+        problem.model_dump(mode="json", exclude_none=True) for problem in [*report.problems, *found]
+    ]
+    against: dict[str, Any] = {}
+    if checkpoint is not None:
+        against = {
+            "checkpoint": {
+                "checkpoint_id": checkpoint.checkpoint_id,
+                "created_at": checkpoint.document()["created_at"],
+                "root": checkpoint.root,
+                "chains_checked": len(checkpoint.chains),
+                "problems": len(found),
+            }
+        }
+    if problems:
+        summary = f"{report.journal_problems} in the journal, {report.hold_problems} with holds"
+        if checkpoint is not None:
+            summary += f", {len(found)} against the checkpoint"
         raise CliError(
             "audit_failed",
-            f"{len(problems)} problem(s): {report.journal_problems} in the journal, "
-            f"{report.hold_problems} with holds",
+            f"{len(problems)} problem(s): {summary}",
             problems=problems,
             expired_hold_ids=expired,
+            **against,
         )
     emit(
         {
@@ -432,10 +463,36 @@ def audit_command(
             "workflows_checked": report.workflows_checked,
             "expired_hold_ids": expired,
             "checked_at": report.checked_at,
+            **against,
         },
         json_output,
         title="audit",
     )
+
+
+def _read_checkpoint(path: Path) -> Any:
+    from ledger_db.checkpoint import parse_checkpoint
+
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise CliError("usage_error", f"cannot read {path}: {error.strerror}") from error
+    try:
+        return parse_checkpoint(text)
+    except ValueError as error:
+        raise CliError("usage_error", f"{path} is not a checkpoint: {error}") from error
+
+
+def _checkpoint_problems(ledger: Any, checkpoint: Any) -> list[Any]:
+    """The checkpoint's disagreements with the books, as audit problems (source checkpoint)."""
+    from ledger_db.checkpoint import checkpoint_problems
+    from ledger_db.finops.audit import AuditProblem
+
+    with ledger.engine.connect() as connection:
+        return [
+            AuditProblem(source="checkpoint", **problem.model_dump())
+            for problem in checkpoint_problems(connection, checkpoint)
+        ]
 
 
 async def _workflow_views(refs: Any) -> Any:

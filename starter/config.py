@@ -14,8 +14,8 @@ read the database URL from here and never pay for the Temporal SDK. Three groups
   ``TEMPORAL_TLS_CLIENT_KEY_PATH`` / ``_DATA``, ``TEMPORAL_TLS_SERVER_CA_CERT_PATH`` / ``_DATA``,
   ``TEMPORAL_TLS_SERVER_NAME`` and ``TEMPORAL_GRPC_META_*``, exactly as the Temporal CLI and
   every SDK read them; an API key turns TLS on (Temporal Cloud). Then ``LEDGER_TASK_QUEUE``,
-  ``NATS_URL`` (``NATS_STREAM``, ``NATS_SUBJECT_PREFIX``) and
-  ``LEDGER_RELAY_INTERVAL_SECONDS``;
+  ``NATS_URL`` (``NATS_STREAM``, ``NATS_SUBJECT_PREFIX``), ``LEDGER_RELAY_INTERVAL_SECONDS``
+  and ``LEDGER_CHECKPOINT_INTERVAL_SECONDS`` (the worker's journal checkpoints; 0 turns them off);
 - the read API (:class:`ApiSettings`): ``LEDGER_API_*``.
 """
 
@@ -55,6 +55,7 @@ DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "compute-ledger"
 DEFAULT_RELAY_INTERVAL_SECONDS = 10.0
+DEFAULT_CHECKPOINT_INTERVAL_SECONDS = 3600.0
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8700
 
@@ -121,6 +122,8 @@ class ClientConfig:
     database_url: str | None = None
     nats: NatsSettings = field(default_factory=_default_nats)
     relay_interval_seconds: float = DEFAULT_RELAY_INTERVAL_SECONDS
+    # How often the worker checkpoints the journal (ledger_db.checkpoint); 0 means never.
+    checkpoint_interval_seconds: float = DEFAULT_CHECKPOINT_INTERVAL_SECONDS
     # The time-skipping test server has no Update-With-Start: there the client starts the
     # workflow (USE_EXISTING) and then sends the freeze update, which the workflow answers alike.
     update_with_start: bool = True
@@ -149,6 +152,10 @@ class ClientConfig:
             nats=NatsSettings.from_env(environ),
             relay_interval_seconds=float(
                 environ.get("LEDGER_RELAY_INTERVAL_SECONDS") or DEFAULT_RELAY_INTERVAL_SECONDS
+            ),
+            checkpoint_interval_seconds=float(
+                environ.get("LEDGER_CHECKPOINT_INTERVAL_SECONDS")
+                or DEFAULT_CHECKPOINT_INTERVAL_SECONDS
             ),
             api_key=connect.get("api_key"),
             tls=connect.get("tls", False),

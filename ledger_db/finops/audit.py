@@ -79,7 +79,7 @@ class AuditProblem(BaseModel):
 
     kind: str
     message: str
-    source: str  # journal (verify_journal) or holds
+    source: str  # journal (verify_journal), holds, or checkpoint (audit --checkpoint)
     journal_sequence: int | None = None
     transaction_id: str | None = None
     tenant_id: str | None = None

@@ -13,6 +13,8 @@ triggers, which refuse it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import sqlalchemy as sa
 
 from ledger_db.schema import ACCOUNT_CHECKS, APPEND_ONLY_TABLES, HOLD_CHECKS
@@ -39,11 +41,14 @@ $$
 """
 
 
-def create_append_only_triggers(connection: sa.Connection) -> None:
-    """Creates triggers that refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL)."""
+def create_append_only_triggers(
+    connection: sa.Connection, tables: Sequence[str] = APPEND_ONLY_TABLES
+) -> None:
+    """Creates triggers that refuse UPDATE, DELETE (and TRUNCATE on PostgreSQL) on ``tables``
+    (the journal's unless a later migration names its own append-only table)."""
     if connection.dialect.name == "postgresql":
         connection.exec_driver_sql(_PG_FUNCTION)
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             connection.exec_driver_sql(
                 f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION ledger_journal_append_only()"
@@ -53,7 +58,7 @@ def create_append_only_triggers(connection: sa.Connection) -> None:
                 "FOR EACH STATEMENT EXECUTE FUNCTION ledger_journal_append_only()"
             )
         return
-    for table in APPEND_ONLY_TABLES:
+    for table in tables:
         for operation in ("UPDATE", "DELETE"):
             connection.exec_driver_sql(
                 f"CREATE TRIGGER {table}_no_{operation.lower()} BEFORE {operation} ON {table} "
@@ -75,11 +80,14 @@ def drop_append_only_triggers(connection: sa.Connection) -> None:
             connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_{operation}")
 
 
-def create_overwrite_triggers(connection: sa.Connection) -> None:
-    """SQLite: refuses an INSERT whose unique key is taken, before any conflict clause acts."""
+def create_overwrite_triggers(
+    connection: sa.Connection, unique_keys: Mapping[str, list[list[str]]] = _UNIQUE_KEYS
+) -> None:
+    """SQLite: refuses an INSERT whose unique key is taken, before any conflict clause acts
+    (on the journal's tables unless ``unique_keys`` names others, table by table)."""
     if connection.dialect.name != "sqlite":
         return
-    for table, keys in _UNIQUE_KEYS.items():
+    for table, keys in unique_keys.items():
         taken = " OR ".join(
             f"EXISTS (SELECT 1 FROM {table} WHERE "
             + " AND ".join(f"{column} = NEW.{column}" for column in key)

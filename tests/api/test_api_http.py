@@ -40,7 +40,7 @@ def test_every_endpoint_answers_the_ledgers_records(api: Api) -> None:
 
     status, health = _get(api, None, "/v1/healthz")
     assert (status, health["status"], health["events"]) == (200, "ok", "outbox")
-    assert health["schema_revision"] == "0004"
+    assert health["schema_revision"] == "0005"
 
     status, account = _get(api, key, f"/v1/accounts/{buyer}")
     assert status == 200

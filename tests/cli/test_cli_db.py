@@ -108,6 +108,10 @@ def test_the_application_role_runs_the_ledger_and_cannot_rewrite_it(
         assert len(ledger.list_events(tenant_id="t")) == 3
     finally:
         ledger.close()
+    # It takes checkpoints (INSERT only) and audits against them.
+    taken = app_cli.run("checkpoint", "--out", str(tmp_path / "cp.json")).expect_ok()
+    assert [chain["tenant_id"] for chain in taken["chains"]] == ["t"]
+    assert app_cli.run("audit", "--checkpoint", str(tmp_path / "cp.json")).expect_ok()["ok"]
     shown = app_cli.run("account", "show", "--tenant", "t", "--account", "seller").expect_ok()
     assert shown["balance"]["posted"] == "19.80"
     # Migrating is the owner's job: the role cannot move the schema.
@@ -131,6 +135,10 @@ def test_the_application_role_runs_the_ledger_and_cannot_rewrite_it(
         "UPDATE alembic_version SET version_num = '0000'",
         "CREATE TABLE shadow (id integer)",
         "ALTER TABLE accounts DISABLE TRIGGER ALL",
+        "UPDATE ledger_checkpoints SET root = 'forged'",
+        "DELETE FROM ledger_checkpoints",
+        "TRUNCATE ledger_checkpoints",
+        "ALTER TABLE ledger_checkpoints DISABLE TRIGGER ALL",
     ]
     conninfo = (
         sa.make_url(app_url).set(drivername="postgresql").render_as_string(hide_password=False)
