@@ -152,6 +152,22 @@ def plan_holds(run_id: str, holds: int) -> list[HoldRun]:
     return plan
 
 
+def error_kind(error: BaseException) -> str:
+    """``ledger_unavailable`` (the client's typed outage answer), ``transport`` (an RPC error or
+    a timeout of the Temporal client) or ``raw``: anything else, which the client promises never
+    to raise (every failure a ``LedgerError``)."""
+    from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+    from temporalio.service import RPCError
+
+    from ledger_db.errors import LedgerUnavailable
+
+    if isinstance(error, LedgerUnavailable):
+        return "ledger_unavailable"
+    if isinstance(error, RPCError | WorkflowUpdateRPCTimeoutOrCancelledError | TimeoutError):
+        return "transport"
+    return "raw"
+
+
 def _is_transient(error: BaseException) -> bool:
     from ledger_db.errors import LedgerError, LedgerUnavailable
 
@@ -174,7 +190,8 @@ async def _retrying(
             if not _is_transient(error):
                 raise
             code = getattr(error, "code", None)
-            hold.errors[f"{operation}:{type(error).__name__}{f'({code})' if code else ''}"] += 1
+            label = f"{type(error).__name__}{f'({code})' if code else ''}"
+            hold.errors[f"{operation}:{error_kind(error)}:{label}"] += 1
             hold.retries += 1
             if time.monotonic() > deadline:
                 raise GaveUp(f"{operation}: {type(error).__name__}: {error}") from error
@@ -450,11 +467,16 @@ async def read_stream(nats_url: str, tenant_id: str) -> collections.Counter[str]
     return seen
 
 
-async def history_shape(temporal: Any, workflow_ids: list[str]) -> dict[str, int]:
-    """Across the holds' (latest) workflow runs: statuses and abandoned or failed tasks."""
+async def history_shape(
+    temporal: Any, workflow_ids: list[str]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Across the holds' (latest) workflow runs: statuses and abandoned or failed tasks; and the
+    workflow tasks each worker identity (``pid@host``) started, which says exactly who did the
+    work (a killed worker's metrics die with it, its history events stay)."""
     from temporalio.api.enums.v1 import EventType
 
     totals: collections.Counter[str] = collections.Counter()
+    identities: collections.Counter[str] = collections.Counter()
     semaphore = asyncio.Semaphore(20)
 
     async def one(workflow_id: str) -> None:
@@ -469,7 +491,9 @@ async def history_shape(temporal: Any, workflow_ids: list[str]) -> dict[str, int
             status = description.status.name if description.status else "UNKNOWN"
             totals[f"status_{status.lower()}"] += 1
             for event in history.events:
-                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                    identities[event.workflow_task_started_event_attributes.identity] += 1
+                elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                     totals["workflow_task_timeouts"] += 1
                 elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                     totals["workflow_task_failures"] += 1
@@ -479,7 +503,7 @@ async def history_shape(temporal: Any, workflow_ids: list[str]) -> dict[str, int
                     totals["regular_activities"] += 1
 
     await asyncio.gather(*(one(workflow_id) for workflow_id in workflow_ids))
-    return dict(sorted(totals.items()))
+    return dict(sorted(totals.items())), dict(identities)
 
 
 async def check_books(
@@ -634,6 +658,19 @@ def recovery_seconds(plan: list[HoldRun], fault: Fault) -> float | None:
     return round(min(completions) - fault.injected_at, 2) if completions else None
 
 
+def calls_during(plan: list[HoldRun], fault: Fault) -> int:
+    """Freeze/capture/release calls that completed while the fault lasted."""
+    if fault.injected_at is None or fault.restored_at is None:
+        return 0
+    start, end = fault.injected_at, fault.restored_at
+    return sum(
+        1
+        for hold in plan
+        for operation, _, completed in hold.calls
+        if operation != "wait" and start <= completed <= end
+    )
+
+
 def longest_stall(plan: list[HoldRun]) -> float:
     """The longest gap between two completed calls of the run (load generator's view)."""
     completions = sorted(completed for hold in plan for _, _, completed in hold.calls)
@@ -707,7 +744,7 @@ async def run_scenario(
         delivered = expected_ids & set(seen)
         from ledger_db.ids import hold_workflow_id
 
-        histories = await history_shape(
+        histories, identities = await history_shape(
             client.temporal, [hold_workflow_id(hold.hold_id) for hold in plan if hold.hold_id]
         )
         for worker in stack.workers:
@@ -743,17 +780,27 @@ async def run_scenario(
                 **fault.details,
             },
             "recovery_seconds": recovery_seconds(plan, fault),
+            "calls_completed_during_fault": calls_during(plan, fault),
             "longest_stall_seconds": longest_stall(plan),
             "load_seconds": round(seconds, 2),
             "holds_per_second": round(holds / seconds, 2) if seconds else None,
             "client_retries": sum(hold.retries for hold in plan),
             "client_errors": dict(errors.most_common()),
+            "client_raw_errors": sum(
+                count for label, count in errors.items() if label.split(":")[1] == "raw"
+            ),
             "histories": histories,
             "workers": {
                 worker.name: {
                     "starts": worker.starts,
                     "exits": worker.exits,
                     "tracebacks_in_log": worker.tracebacks(),
+                    "workflow_tasks": sum(
+                        count
+                        for identity, count in identities.items()
+                        if identity.split("@", 1)[0] in {str(pid) for pid in worker.pids}
+                    ),
+                    # Scraped just before a kill or a SIGTERM: what it did after is not counted.
                     "metrics": {k: int(v) for k, v in sorted(worker.metrics_seen.items())},
                 }
                 for worker in stack.workers
@@ -799,10 +846,8 @@ def verdict(result: dict[str, Any]) -> bool:
     if result["scenario"] == "worker_sigterm":
         checks.append(bool(result["fault"].get("exited_within_grace")))
     if result["scenario"] == "two_workers":
-        frozen = [
-            worker["metrics"].get("ledger_holds_frozen", 0) for worker in result["workers"].values()
-        ]
-        checks.append(len(frozen) == 2 and all(count > 0 for count in frozen))
+        shares = [worker["workflow_tasks"] for worker in result["workers"].values()]
+        checks.append(len(shares) == 2 and all(count > 0 for count in shares))
     return all(checks)
 
 
@@ -823,6 +868,7 @@ COLUMNS = (
     "bus dup",
     "recovery s",
     "retries",
+    "raw err",
     "notes",
 )
 
@@ -838,7 +884,8 @@ def _notes(result: dict[str, Any]) -> str:
         )
     if scenario == "two_workers":
         shares = [
-            f"{name}: {worker['metrics'].get('ledger_holds_frozen', 0)} frozen"
+            f"{name}: {worker['workflow_tasks']} WFT / "
+            f"{worker['metrics'].get('ledger_holds_frozen', 0)} frozen"
             for name, worker in result["workers"].items()
         ]
         notes.append(", ".join(shares))
@@ -867,6 +914,7 @@ def row(result: dict[str, Any]) -> list[str]:
         str(result["bus_duplicates"]),
         "-" if result["recovery_seconds"] is None else f"{result['recovery_seconds']:.2f}",
         str(result["client_retries"]),
+        str(result["client_raw_errors"]),
         _notes(result),
     ]
 

@@ -306,6 +306,7 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     exits: list[int | None] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
     metrics_seen: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -329,6 +330,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+            self.pids.append(self.process.pid)
 
     def wait_ready(self, timeout_seconds: float = 60.0) -> None:
         deadline = time.monotonic() + timeout_seconds
