@@ -329,8 +329,8 @@ class Fault:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-async def _inject(scenario: str, stack: Stack, fault: Fault) -> None:
-    outage = OUTAGE_SECONDS.get(scenario, 0.0)
+async def _inject(scenario: str, stack: Stack, fault: Fault, outage: float | None) -> None:
+    outage = OUTAGE_SECONDS.get(scenario, 0.0) if outage is None else outage
     if scenario == "worker_kill":
         worker = stack.workers[0]
         fault.injected_at = time.monotonic()
@@ -679,7 +679,12 @@ def longest_stall(plan: list[HoldRun]) -> float:
 
 
 async def run_scenario(
-    scenario: str, *, holds: int, concurrency: int, keep: bool = False
+    scenario: str,
+    *,
+    holds: int,
+    concurrency: int,
+    keep: bool = False,
+    outage_seconds: float | None = None,
 ) -> dict[str, Any]:
     from starter.client import ClientConfig, LedgerClient
 
@@ -733,7 +738,7 @@ async def run_scenario(
         if scenario != "two_workers":
 
             async def inject() -> None:
-                await _inject(scenario, stack, fault)
+                await _inject(scenario, stack, fault, outage_seconds)
 
             on_fraction = (FAULT_AT_FRACTION, inject)
         seconds = await drive(client, tenant_id, plan, concurrency, on_fraction)
@@ -951,6 +956,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--output", type=Path, help="JSON path (default bench/results/)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories")
+    parser.add_argument(
+        "--outage-seconds",
+        type=float,
+        help="how long a killed part stays down (default: 2 s worker/Temporal, 5 s PostgreSQL, "
+        "10 s NATS)",
+    )
     arguments = parser.parse_args(argv)
     from bench.reporting import uptime
 
@@ -966,6 +977,7 @@ def main(argv: list[str] | None = None) -> int:
                 holds=arguments.holds,
                 concurrency=arguments.concurrency,
                 keep=arguments.keep,
+                outage_seconds=arguments.outage_seconds,
             )
         )
         results.append(result)
