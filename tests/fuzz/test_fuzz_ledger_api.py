@@ -360,7 +360,7 @@ def _remember(world: World, name: str, arguments: dict[str, Any], result: Any) -
 
 
 @settings(
-    max_examples=examples(300),
+    max_examples=examples(200),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,
