@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy import exc as sqlalchemy_exc
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -509,7 +510,17 @@ class LedgerClient:
     # -----------------------------------------------------------------------------------------
 
     async def _ledger(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+        try:
+            return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+        except sqlalchemy_exc.DBAPIError as error:
+            # The database is down or restarting (connection refused, the server closed the
+            # connection): the typed outage answer, as the workflow gives one, never the
+            # driver's exception. The same call may be made again.
+            if isinstance(error, sqlalchemy_exc.OperationalError) or error.connection_invalidated:
+                raise LedgerUnavailable(
+                    f"the ledger database is not reachable: {error.orig or error}"
+                ) from error
+            raise
 
     async def open_account(self, **kwargs: Any) -> Account:
         """``Ledger.open_account`` (keyword arguments as there)."""
