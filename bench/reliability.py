@@ -473,7 +473,7 @@ async def history_shape(
     """Across the holds' (latest) workflow runs: statuses and abandoned or failed tasks; and the
     workflow tasks each worker identity (``pid@host``) started, which says exactly who did the
     work (a killed worker's metrics die with it, its history events stay)."""
-    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.enums.v1 import EventType, TimeoutType
 
     totals: collections.Counter[str] = collections.Counter()
     identities: collections.Counter[str] = collections.Counter()
@@ -495,6 +495,14 @@ async def history_shape(
                     identities[event.workflow_task_started_event_attributes.identity] += 1
                 elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                     totals["workflow_task_timeouts"] += 1
+                    # SCHEDULE_TO_START: a sticky queue nobody polled (its worker gone or too
+                    # busy); START_TO_CLOSE: a task a worker took and never completed.
+                    kind = TimeoutType.Name(
+                        event.workflow_task_timed_out_event_attributes.timeout_type
+                    )
+                    totals[
+                        f"workflow_task_timeouts_{kind.removeprefix('TIMEOUT_TYPE_').lower()}"
+                    ] += 1
                 elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                     totals["workflow_task_failures"] += 1
                 elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
