@@ -52,7 +52,7 @@ reliability: install
 
 # The Hypothesis fuzz of the public API and the CLI, with more examples than CI runs.
 fuzz: install
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/fuzz -q
+	FUZZ_SCALE=10 $(BIN)/pytest tests/fuzz -q
 
 clean:
 	rm -rf $(VENV) .compute-ledger .pytest_cache .mypy_cache .ruff_cache runtime/node_modules

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-HOLDS = 24
+HOLDS = 16
 CONCURRENCY = 8
 # Long enough that calls pile up behind the fault, short enough for CI.
-OUTAGE_SECONDS = 3
+OUTAGE_SECONDS = 2
 
 pytestmark = [
     pytest.mark.reliability,
