@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck services runtime-test bench clean
+.PHONY: install demo test lint typecheck services runtime-test bench reliability fuzz clean
 
 $(BIN)/compute-ledger: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench: install
 	$(BIN)/python -m bench.finops_bench
 	$(BIN)/python -m bench.cli_bench
 	$(BIN)/python -m bench.api_bench
+
+# Kills, restarts and outages under load (200 holds at concurrency 50 per scenario), each scenario
+# on a stack of its own; the table goes to stdout, bench/results/reliability.{json,md}.
+reliability: install
+	$(BIN)/python -m bench.reliability --holds 200 --concurrency 50
+
+# The Hypothesis fuzz of the public API and the CLI, with more examples than CI runs.
+fuzz: install
+	FUZZ_SCALE=10 $(BIN)/pytest tests/fuzz -q
 
 clean:
 	rm -rf $(VENV) .compute-ledger .pytest_cache .mypy_cache .ruff_cache runtime/node_modules

@@ -10,6 +10,7 @@ status of its code). Long runs (import, export) show a progress bar on stderr un
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,39 @@ if TYPE_CHECKING:
     from ledger_db.finops.statements import AccountStatement, TenantStatement
 
 __all__ = ["register_finops"]
+
+
+def _check_path_text(option: str, path: str) -> None:
+    """A path the file system can name: no NUL, encodable (a lone surrogate is not)."""
+    if "\x00" in path:
+        raise CliError("usage_error", f"{option} must not contain a NUL character")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise CliError("usage_error", f"{option} is not a valid file name") from None
+
+
+def _output_path(option: str, output: str) -> Path:
+    """A file path the command writes: one with a file name (not empty, ``.`` or a bare
+    directory), else ``usage_error``."""
+    target = Path(output)
+    _check_path_text(option, output)
+    if not output.strip() or target.name in ("", ".", "..") or output.endswith(("/", "\\")):
+        raise CliError("usage_error", f"{option} needs a file path, not {output!r}")
+    return target
+
+
+@contextlib.contextmanager
+def _file_errors(option: str, path: object) -> Iterator[None]:
+    """A file the command line names that cannot be read or written (missing directory, a
+    directory, no permission, not UTF-8) is the caller's to mend: ``usage_error`` naming the
+    option and the reason, never ``internal_error``."""
+    try:
+        yield
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise CliError("usage_error", f"{option} {path}: {reason}") from None
+
 
 # ---------------------------------------------------------------------------------------------
 # Options.
@@ -212,10 +246,12 @@ def export_command(
                 include_recorded_at=not without_recorded_at,
             )
             return
-        target = Path(output)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = _output_path("--output", output)
         temporary = target.with_name(f".{target.name}.tmp")
-        with temporary.open("w", encoding="utf-8", newline="") as handle:
+        with _file_errors("--output", output):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = temporary.open("w", encoding="utf-8", newline="")
+        with handle:
             count = export_entries(
                 ledger,
                 entry_filter,
@@ -223,7 +259,12 @@ def export_command(
                 handle,
                 include_recorded_at=not without_recorded_at,
             )
-        temporary.replace(target)
+        with _file_errors("--output", output):
+            try:
+                temporary.replace(target)
+            except OSError:
+                temporary.unlink(missing_ok=True)
+                raise
     unit = "transactions" if export_format == "beancount" else "entries"
     emit({"format": export_format, "output": str(target), unit: count}, json_output, title="export")
 
@@ -349,7 +390,8 @@ def statement_command(
         return
     from ledger_db.finops import write_statement
 
-    path = write_statement(statement, statement_format, output)
+    with _file_errors("--output", output):
+        path = write_statement(statement, statement_format, _output_path("--output", output))
     accounts = statement.accounts if hasattr(statement, "accounts") else [statement]
     emit(
         {
@@ -522,10 +564,13 @@ def reconcile_command(
     from ledger_db.finops import EntryFilter, parse_bill, reconcile_bill
     from ledger_db.finops.reconcile import render_reconciliation_csv, render_reconciliation_json
 
+    _check_path_text("--bill", str(bill))
     if not bill.exists():
         raise CliError("usage_error", f"no such file: {bill}")
     with opened_ledger() as ledger:
-        lines = parse_bill(bill.read_text(encoding="utf-8"), registry=ledger.registry)
+        with _file_errors("--bill", bill):
+            text = bill.read_text(encoding="utf-8")
+        lines = parse_bill(text, registry=ledger.registry)
         with ledger.engine.connect() as connection:
             report = reconcile_bill(
                 connection,
@@ -539,7 +584,9 @@ def reconcile_command(
             if output_format == "json"
             else render_reconciliation_csv(report)
         )
-        Path(output).write_text(text, encoding="utf-8")
+        target = _output_path("--output", output)
+        with _file_errors("--output", output):
+            target.write_text(text, encoding="utf-8")
     elif output_format == "csv" and not json_output:
         sys.stdout.write(render_reconciliation_csv(report))
     elif output_format == "json" and not json_output:

@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sqlalchemy_exc
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -44,6 +46,7 @@ from ledger_db import (
 from ledger_db.errors import (
     HoldNotFound,
     IdempotencyKeyReused,
+    InvalidEntry,
     LedgerError,
     LedgerUnavailable,
     error_class_for_code,
@@ -213,7 +216,8 @@ class LedgerClient:
         """
         check_tenant_id(tenant_id)
         check_idempotency_key(idempotency_key)
-        request = FreezeRequest(
+        request = _request(
+            FreezeRequest,
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,
             account_id=account_id,
@@ -224,7 +228,7 @@ class LedgerClient:
             payee_account_id=payee_account_id,
             order_id=order_id,
             fee_bps=fee_bps,
-            meta=dict(meta or {}),
+            meta=_meta(meta),
             project_id=project_id,
             env=env,
             task_id=task_id,
@@ -298,7 +302,8 @@ class LedgerClient:
         """Captures a hold (all, or ``amount``) for an order; returns after the capture
         committed (the payout to the payee follows in the same workflow task)."""
         check_idempotency_key(idempotency_key)
-        request = CaptureRequest(
+        request = _request(
+            CaptureRequest,
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,
             order_id=order_id,
@@ -310,7 +315,7 @@ class LedgerClient:
     async def release_hold(self, hold_id: str, *, tenant_id: str, idempotency_key: str) -> Hold:
         """Releases a hold; returns after the release committed."""
         check_idempotency_key(idempotency_key)
-        request = ReleaseRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
+        request = _request(ReleaseRequest, tenant_id=tenant_id, idempotency_key=idempotency_key)
         return await self._update(hold_id, "release", request)
 
     async def extend_hold(
@@ -325,7 +330,8 @@ class LedgerClient:
         """Moves an active hold's expiry later: ``ttl_seconds`` from now, or to ``expires_at``
         (exactly one). The workflow's expiry timer follows; ``LedgerExpiresAt`` too."""
         check_idempotency_key(idempotency_key)
-        request = ExtendRequest(
+        request = _request(
+            ExtendRequest,
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,
             ttl_seconds=ttl_seconds,
@@ -337,7 +343,7 @@ class LedgerClient:
         """Tries a refused payout (phase ``payout_failed``) again, e.g. once the payee's account
         is usable; returns the paid-out hold, or raises the payout's refusal again."""
         check_idempotency_key(idempotency_key)
-        request = RetryPayoutRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
+        request = _request(RetryPayoutRequest, tenant_id=tenant_id, idempotency_key=idempotency_key)
         return await self._update(hold_id, "retry_payout", request)
 
     async def _update(self, hold_id: str, step: str, request: _HoldRequest) -> Hold:
@@ -382,7 +388,8 @@ class LedgerClient:
         payee_account_id: str | None = None,
     ) -> None:
         """Signal form of capture: returns once the signal is recorded, without a worker."""
-        request = CaptureRequest(
+        request = _request(
+            CaptureRequest,
             tenant_id=tenant_id,
             idempotency_key=idempotency_key,
             order_id=order_id,
@@ -395,7 +402,7 @@ class LedgerClient:
         self, hold_id: str, *, tenant_id: str, idempotency_key: str = "cancel_order"
     ) -> None:
         """Signal form of release: returns once the signal is recorded, without a worker."""
-        request = ReleaseRequest(tenant_id=tenant_id, idempotency_key=idempotency_key)
+        request = _request(ReleaseRequest, tenant_id=tenant_id, idempotency_key=idempotency_key)
         await self._signal(hold_id, "release", request)
 
     async def _signal(
@@ -509,7 +516,17 @@ class LedgerClient:
     # -----------------------------------------------------------------------------------------
 
     async def _ledger(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+        try:
+            return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+        except sqlalchemy_exc.DBAPIError as error:
+            # The database is down or restarting (connection refused, the server closed the
+            # connection): the typed outage answer, as the workflow gives one, never the
+            # driver's exception. The same call may be made again.
+            if isinstance(error, sqlalchemy_exc.OperationalError) or error.connection_invalidated:
+                raise LedgerUnavailable(
+                    f"the ledger database is not reachable: {error.orig or error}"
+                ) from error
+            raise
 
     async def open_account(self, **kwargs: Any) -> Account:
         """``Ledger.open_account`` (keyword arguments as there)."""
@@ -562,6 +579,29 @@ class LedgerClient:
 
     async def get_transaction(self, transaction_id: str, *, tenant_id: str) -> TransactionResult:
         return await self._ledger(self.ledger.get_transaction, transaction_id, tenant_id=tenant_id)
+
+
+def _meta(meta: object) -> dict[str, Any]:
+    """``meta`` as the request carries it: a mapping (its content is the ledger's to check)."""
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise InvalidEntry("meta must be a mapping of names to values", field="meta")
+    return dict(meta)
+
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _request(model: type[R], /, **fields: Any) -> R:
+    """The wire request, or ``invalid_entry`` naming the first field it refuses: a malformed
+    argument is a typed error before anything is sent, never pydantic's ``ValidationError``."""
+    try:
+        return model(**fields)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in problem.get("loc", ())) or model.__name__
+        raise InvalidEntry(f"{field}: {problem.get('msg', 'invalid')}", field=field) from None
 
 
 def _mapped(error: BaseException) -> BaseException:

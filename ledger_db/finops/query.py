@@ -65,6 +65,34 @@ class EntryFilter(BaseModel):
     include_internal: bool = False
     include_counterparts: bool = False
 
+    @field_validator(
+        "tenant_id",
+        "project_id",
+        "env",
+        "task_id",
+        "asset_id",
+        "external_ref",
+        "reason",
+        "category",
+        "tag",
+        "account_id",
+        "currency",
+    )
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # No NUL and no lone surrogate anywhere (the database could not even compare them):
+        # the ledger's typed error naming the filter, not an encoder's exception.
+        if value is None:
+            return None
+        field = str(info.field_name)
+        if "\x00" in value:
+            raise InvalidEntry(f"{field} contains a NUL character", field=field)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidEntry(f"{field} is not valid Unicode text", field=field) from None
+        return value
+
     @field_validator("from_ts", "to_ts")
     @classmethod
     def _aware(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
