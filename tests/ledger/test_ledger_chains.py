@@ -4,33 +4,21 @@ row is reported at its (tenant, position), and a journal written with the single
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from ledger_data import FIXTURES, load_journal_fixture
 
 from ledger_db import Ledger
-from ledger_db.database import create_engine, migrate
 from ledger_db.journal import GENESIS_HASH, chain_hash_at, chain_heads, last_position
-from ledger_db.schema import instant_text, journal_transactions
+from ledger_db.schema import journal_transactions
 
-FIXTURE = Path(__file__).parent / "fixtures" / "journal_v2_single_chain.json"
-_TABLES = (
-    "accounts",
-    "journal_transactions",
-    "journal_entries",
-    "holds",
-    "idempotency_keys",
-    "outbox_events",
-    "journal_head",
-)
+FIXTURE = FIXTURES / "journal_v2_single_chain.json"
 
 
 def _chains(ledger: Ledger) -> dict[str, list[tuple[int, int, str, str]]]:
@@ -192,40 +180,10 @@ def test_a_held_chain_of_one_tenant_does_not_block_another(pg_ledger: Ledger) ->
 # --- migration from the single global chain ---------------------------------------------------
 
 
-def _value(value: Any, dialect: str) -> Any:
-    if isinstance(value, dict) and set(value) == {"$instant"}:
-        instant = datetime.fromisoformat(value["$instant"])
-        return instant_text(instant) if dialect == "sqlite" else instant
-    return value
-
-
 def load_single_chain_journal(url: str) -> dict[str, list[dict[str, Any]]]:
     """A database at revision 0003 holding the rows the 0003 code wrote (one global chain of
     version-2 hashes, two tenants interleaved), exactly as written."""
-    engine = create_engine(url)
-    rows: dict[str, list[dict[str, Any]]] = json.loads(FIXTURE.read_text())
-    try:
-        migrate(engine, "0003")
-        with engine.begin() as connection:
-            tables = sa.MetaData()
-            tables.reflect(bind=connection)
-            connection.execute(tables.tables["journal_head"].delete())
-            for name in _TABLES:
-                values = [
-                    {column: _value(value, engine.dialect.name) for column, value in row.items()}
-                    for row in rows[name]
-                ]
-                connection.execute(tables.tables[name].insert(), values)
-            if engine.dialect.name == "postgresql":
-                connection.execute(
-                    sa.text(
-                        "SELECT setval(pg_get_serial_sequence('outbox_events', 'sequence'), "
-                        "(SELECT max(sequence) FROM outbox_events))"
-                    )
-                )
-    finally:
-        engine.dispose()
-    return rows
+    return load_journal_fixture(url, FIXTURE, "0003")
 
 
 @pytest.fixture

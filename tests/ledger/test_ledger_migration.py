@@ -13,66 +13,21 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from ledger_data import FIXTURES, load_journal_fixture
 
 from ledger_db import Ledger
-from ledger_db.database import create_engine, migrate
 from ledger_db.models import TransactionKind
-from ledger_db.schema import instant_text
 
-FIXTURE = Path(__file__).parent / "fixtures" / "journal_v1.json"
-# Parents before children (foreign keys), the head replaced by the fixture's.
-_TABLES = (
-    "accounts",
-    "journal_transactions",
-    "journal_entries",
-    "holds",
-    "idempotency_keys",
-    "outbox_events",
-    "journal_head",
-)
-
-
-def _value(value: Any, dialect: str) -> Any:
-    if isinstance(value, dict) and set(value) == {"$instant"}:
-        instant = datetime.fromisoformat(value["$instant"])
-        return instant_text(instant) if dialect == "sqlite" else instant
-    return value
+FIXTURE = FIXTURES / "journal_v1.json"
 
 
 def load_v1_journal(url: str) -> None:
-    """A database at revision 0001 holding the fixture's rows, exactly as the old code wrote
-    them (reflected tables: the 0001 schema, not today's)."""
-    engine = create_engine(url)
-    try:
-        migrate(engine, "0001")
-        rows: dict[str, list[dict[str, Any]]] = json.loads(FIXTURE.read_text())
-        with engine.begin() as connection:
-            tables = sa.MetaData()
-            tables.reflect(bind=connection)
-            connection.execute(tables.tables["journal_head"].delete())
-            for name in _TABLES:
-                values = [
-                    {column: _value(value, engine.dialect.name) for column, value in row.items()}
-                    for row in rows[name]
-                ]
-                connection.execute(tables.tables[name].insert(), values)
-            if engine.dialect.name == "postgresql":
-                # Rows came with their sequence numbers; move the serial past them, as a
-                # restored dump does.
-                connection.execute(
-                    sa.text(
-                        "SELECT setval(pg_get_serial_sequence('outbox_events', 'sequence'), "
-                        "(SELECT max(sequence) FROM outbox_events))"
-                    )
-                )
-    finally:
-        engine.dispose()
+    """A database at revision 0001 holding the fixture's rows, exactly as the old code wrote them."""
+    load_journal_fixture(url, FIXTURE, "0001")
 
 
 @pytest.fixture
